@@ -173,9 +173,9 @@ impl SupervisorRef {
         match self.actor.call(msg, None).await {
             Ok(CallResult::Success(v)) => Ok(v),
             Ok(CallResult::Timeout) => Err(SupervisorError::Unavailable("timed out".into())),
-            Ok(CallResult::SenderError) => {
-                Err(SupervisorError::Unavailable("stopped while answering".into()))
-            }
+            Ok(CallResult::SenderError) => Err(SupervisorError::Unavailable(
+                "stopped while answering".into(),
+            )),
             Err(e) => Err(SupervisorError::Unavailable(e.to_string())),
         }
     }

@@ -119,7 +119,11 @@ impl Children {
     /// `id` and every child started after it, in start order.
     pub fn ids_from(&self, id: &str) -> Vec<ChildId> {
         match self.by_id.get(id) {
-            Some(child) => self.order.range(child.seq..).map(|(_, v)| v.clone()).collect(),
+            Some(child) => self
+                .order
+                .range(child.seq..)
+                .map(|(_, v)| v.clone())
+                .collect(),
             None => Vec::new(),
         }
     }

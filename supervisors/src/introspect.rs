@@ -94,13 +94,31 @@ pub struct ActorInfo {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    Started { path: String, kind: String },
-    Failed { path: String, error: String },
-    Restarted { path: String, restarts: u32 },
-    Stopped { path: String, reason: String },
+    Started {
+        path: String,
+        kind: String,
+    },
+    Failed {
+        path: String,
+        error: String,
+    },
+    Restarted {
+        path: String,
+        restarts: u32,
+    },
+    Stopped {
+        path: String,
+        reason: String,
+    },
     /// A supervisor exceeded its restart intensity and gave up.
-    Escalated { path: String, reason: String },
-    Breaker { path: String, state: BreakerState },
+    Escalated {
+        path: String,
+        reason: String,
+    },
+    Breaker {
+        path: String,
+        state: BreakerState,
+    },
 }
 
 /// An [`Event`] with its sequence number and time.

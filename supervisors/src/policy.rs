@@ -132,7 +132,10 @@ impl Backoff {
         if consecutive == 0 || self.initial.is_zero() {
             return Duration::ZERO;
         }
-        let exp = self.factor.max(1.0).powi(consecutive.saturating_sub(1).min(64) as i32);
+        let exp = self
+            .factor
+            .max(1.0)
+            .powi(consecutive.saturating_sub(1).min(64) as i32);
         let base = (self.initial.as_secs_f64() * exp).min(self.max.as_secs_f64());
         // Map entropy onto [-1, 1] and spread the delay by ±jitter around the base.
         let unit = (entropy as f64 / u64::MAX as f64) * 2.0 - 1.0;
@@ -214,7 +217,10 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..1000 {
             let d = b.delay(3, j.next());
-            assert!(d >= Duration::from_millis(32) && d <= Duration::from_millis(48), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(32) && d <= Duration::from_millis(48),
+                "{d:?}"
+            );
             seen.insert(d);
         }
         assert!(seen.len() > 100, "jitter must actually vary the delay");

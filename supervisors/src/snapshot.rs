@@ -241,7 +241,10 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, (u64, Option<StoredSnapshot>)>) -> T) -> T {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut HashMap<String, (u64, Option<StoredSnapshot>)>) -> T,
+    ) -> T {
         f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }

@@ -337,7 +337,10 @@ impl SupervisorState {
         let Some(child) = self.children.get_mut(failed) else {
             return Ok(());
         };
-        let delay = child.spec.backoff.delay(child.consecutive, self.jitter.next());
+        let delay = child
+            .spec
+            .backoff
+            .delay(child.consecutive, self.jitter.next());
         child.consecutive = child.consecutive.saturating_add(1);
         if delay.is_zero() {
             return self.restart_group(myself, group).await;
@@ -383,7 +386,8 @@ impl SupervisorState {
                 Err(e) => {
                     for done in started.iter().rev() {
                         let shutdown = self.children.get(done).map(|c| c.spec.shutdown);
-                        if let (Some(cell), Some(shutdown)) = (self.children.detach(done), shutdown) {
+                        if let (Some(cell), Some(shutdown)) = (self.children.detach(done), shutdown)
+                        {
                             stop_child(&cell, shutdown).await;
                         }
                         if let Some(child) = self.children.get_mut(done) {
@@ -394,7 +398,8 @@ impl SupervisorState {
                     if let Some(child) = self.children.get_mut(id) {
                         child.status = Status::Restarting;
                         let path = child.path.clone();
-                        self.introspection.failed(&path, &reason, Status::Restarting);
+                        self.introspection
+                            .failed(&path, &reason, Status::Restarting);
                     }
                     if !self.window.record(Instant::now(), self.intensity) {
                         return Err(self.escalate(&reason).await);
@@ -402,7 +407,10 @@ impl SupervisorState {
                     let Some(child) = self.children.get_mut(id) else {
                         return Ok(());
                     };
-                    let delay = child.spec.backoff.delay(child.consecutive, self.jitter.next());
+                    let delay = child
+                        .spec
+                        .backoff
+                        .delay(child.consecutive, self.jitter.next());
                     child.consecutive = child.consecutive.saturating_add(1);
                     let timer = self.timer_for(&group, |group| Timer::Restart { group });
                     // Even with no delay the retry goes through the mailbox, so requests
@@ -425,7 +433,10 @@ impl SupervisorState {
         };
         child.status = Status::Parked;
         let path = child.path.clone();
-        let state = child.breaker.as_ref().map_or(BreakerState::Open, Breaker::state);
+        let state = child
+            .breaker
+            .as_ref()
+            .map_or(BreakerState::Open, Breaker::state);
         self.introspection.set_status(&path, Status::Parked);
         self.introspection.breaker(&path, state);
         if let Some(cool_down) = cool_down {
@@ -447,7 +458,9 @@ impl SupervisorState {
                 let current: Vec<ChildId> = group
                     .into_iter()
                     .filter(|(id, generation)| {
-                        self.children.get(id).is_some_and(|c| c.generation == *generation)
+                        self.children
+                            .get(id)
+                            .is_some_and(|c| c.generation == *generation)
                     })
                     .map(|(id, _)| id)
                     .collect();
@@ -460,7 +473,10 @@ impl SupervisorState {
                 if child.generation != generation || child.status != Status::Parked {
                     return Ok(());
                 }
-                let probe = child.breaker.as_mut().is_some_and(Breaker::on_cool_down_elapsed);
+                let probe = child
+                    .breaker
+                    .as_mut()
+                    .is_some_and(Breaker::on_cool_down_elapsed);
                 if probe {
                     self.probe(myself, &id).await;
                 }
@@ -471,7 +487,10 @@ impl SupervisorState {
                     return Ok(());
                 };
                 if child.generation == generation && child.status == Status::Running {
-                    let closed = child.breaker.as_mut().is_some_and(Breaker::on_probe_survived);
+                    let closed = child
+                        .breaker
+                        .as_mut()
+                        .is_some_and(Breaker::on_probe_survived);
                     if closed {
                         child.consecutive = 0;
                         let path = child.path.clone();
@@ -497,7 +516,10 @@ impl SupervisorState {
                 };
                 child.restarts += 1;
                 self.introspection.restarted(&path);
-                let uptime = child.breaker.as_ref().map_or(Duration::ZERO, |b| b.policy().probe_uptime);
+                let uptime = child
+                    .breaker
+                    .as_ref()
+                    .map_or(Duration::ZERO, |b| b.policy().probe_uptime);
                 let timer = self.timer_for(&[id.to_owned()], |mut v| {
                     let (id, generation) = v.remove(0);
                     Timer::Probe { id, generation }
@@ -511,7 +533,8 @@ impl SupervisorState {
                     .get_mut(id)
                     .and_then(|c| c.breaker.as_mut())
                     .map(|b| b.on_failure(Instant::now()));
-                self.introspection.failed(&path, &e.to_string(), Status::Parked);
+                self.introspection
+                    .failed(&path, &e.to_string(), Status::Parked);
                 let cool_down = match verdict {
                     Some(Verdict::Park(d)) => Some(d),
                     _ => None,
@@ -548,7 +571,9 @@ impl SupervisorState {
         self.introspection.breaker(&path, BreakerState::Closed);
         if parked {
             self.children.detach(id);
-            self.start(myself, id).await.map_err(SupervisorError::Start)?;
+            self.start(myself, id)
+                .await
+                .map_err(SupervisorError::Start)?;
         }
         Ok(())
     }
