@@ -13,8 +13,9 @@ use crate::supervisor::{Supervisor, SupervisorArgs, SupervisorSpec};
 
 /// Messages a supervisor accepts. Prefer the methods of [`SupervisorRef`].
 pub enum SupervisorMsg {
+    /// Boxed: a spec is much larger than every other message.
     StartChild(
-        ChildSpec,
+        Box<ChildSpec>,
         RpcReplyPort<Result<Option<ActorCell>, SupervisorError>>,
     ),
     TerminateChild(ChildId, RpcReplyPort<Result<(), SupervisorError>>),
@@ -182,7 +183,8 @@ impl SupervisorRef {
 
     /// Adds and starts a child at run time (dynamic children).
     pub async fn start_child(&self, spec: ChildSpec) -> Result<Option<ActorCell>, SupervisorError> {
-        self.ask(|tx| SupervisorMsg::StartChild(spec, tx)).await?
+        self.ask(|tx| SupervisorMsg::StartChild(Box::new(spec), tx))
+            .await?
     }
 
     /// Stops a child by its shutdown mode; its spec stays (unless temporary).

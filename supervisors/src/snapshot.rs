@@ -232,8 +232,11 @@ pub fn now_ms() -> u64 {
 /// incarnation fencing as a real store.
 #[derive(Default, Clone)]
 pub struct MemoryStore {
-    inner: Arc<Mutex<HashMap<String, (u64, Option<StoredSnapshot>)>>>,
+    inner: Arc<Mutex<MemoryEntries>>,
 }
+
+/// Per key: the current incarnation and the last snapshot.
+type MemoryEntries = HashMap<String, (u64, Option<StoredSnapshot>)>;
 
 impl MemoryStore {
     /// An empty store.

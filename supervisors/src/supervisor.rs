@@ -117,7 +117,7 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             SupervisorMsg::StartChild(spec, reply) => {
-                let result = state.add_and_start(&myself, spec).await;
+                let result = state.add_and_start(&myself, *spec).await;
                 answer(reply, result);
             }
             SupervisorMsg::TerminateChild(id, reply) => {

@@ -187,10 +187,10 @@ pub async fn replaced(sup: &SupervisorRef, id: &str, old: ActorId) -> ActorId {
 async fn wait_for_incarnation(sup: &SupervisorRef, id: &str, not: Option<ActorId>) -> ActorId {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        if let Some(cell) = cell_of(sup, id).await {
-            if Some(cell.get_id()) != not {
-                return cell.get_id();
-            }
+        if let Some(cell) = cell_of(sup, id).await
+            && Some(cell.get_id()) != not
+        {
+            return cell.get_id();
         }
         assert!(
             Instant::now() < deadline,
