@@ -1,1 +1,1015 @@
-fn main(){}
+//! Supervision overhead: the `supervisors` crate against bare ractor, side by side in one
+//! process.
+//!
+//! Run with `cargo bench --bench supervision` (release). `BENCH_QUICK=1` shrinks every
+//! iteration count about tenfold. Measured:
+//!
+//! 1. tell throughput, 1 sender -> 1 actor (`u64` increments, then a `call` to sync): a bare
+//!    `Actor::spawn` actor against a supervised child (wrapped in `Instrumented`) fed through a
+//!    counting `Handle`. Variants run interleaved (A B A B ...); medians are reported.
+//! 2. restart latency, one_for_one, no backoff: from casting a "panic" message to the
+//!    replacement answering a `call`. The replacement announces itself from `pre_start`
+//!    (same mechanism in both variants). A second row finds the replacement the way a client
+//!    would, by polling the supervisor until the child's actor id changes. Baseline: a
+//!    hand-written ractor supervisor that `spawn_linked`s again on `ActorFailed`.
+//! 3. spawn latency of a temporary dynamic child (`start_child`) against `Actor::spawn`.
+//! 4. memory per idle actor: RSS delta over N idle actors, each variant in a fresh
+//!    subprocess (so one variant does not reuse memory the other freed).
+//! 5. one_for_all restart with 10 siblings: from the panic to all ten replaced and the failed
+//!    one answering a `call`. Baseline: a hand-written one_for_all supervisor.
+//!
+//! The summary is printed as a table and as one JSON line prefixed `RESULT `.
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ractor::{
+    Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent, rpc::CallResult,
+};
+use serde_json::json;
+use supervisors::{
+    Backoff, ChildSpec, Handle, Intensity, Introspection, Restart, Strategy, SupervisorRef,
+    SupervisorSpec,
+};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+// ---------------------------------------------------------------------------------------------
+// The actor under test, identical in every variant.
+
+enum Msg {
+    Inc(u64),
+    Get(RpcReplyPort<u64>),
+    Ping(RpcReplyPort<()>),
+    Panic,
+}
+
+/// Where a freshly started incarnation reports itself: (sibling index, reference).
+type Announce = UnboundedSender<(usize, ActorRef<Msg>)>;
+
+struct Counter {
+    idx: usize,
+    announce: Option<Announce>,
+}
+
+impl Counter {
+    fn plain() -> Self {
+        Counter {
+            idx: 0,
+            announce: None,
+        }
+    }
+
+    fn announcing(idx: usize, tx: &Announce) -> Self {
+        Counter {
+            idx,
+            announce: Some(tx.clone()),
+        }
+    }
+}
+
+impl Actor for Counter {
+    type Msg = Msg;
+    type State = u64;
+    type Arguments = ();
+
+    async fn pre_start(&self, myself: ActorRef<Msg>, _: ()) -> Result<u64, ActorProcessingErr> {
+        if let Some(tx) = &self.announce {
+            let _ = tx.send((self.idx, myself));
+        }
+        Ok(0)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Msg>,
+        msg: Msg,
+        state: &mut u64,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            Msg::Inc(n) => *state += n,
+            Msg::Get(reply) => {
+                let _ = reply.send(*state);
+            }
+            Msg::Ping(reply) => {
+                let _ = reply.send(());
+            }
+            Msg::Panic => panic!("induced failure"),
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The bare-ractor baseline supervisor: the minimum a hand-written one needs.
+
+struct HandSup;
+
+struct HandArgs {
+    n: usize,
+    one_for_all: bool,
+    announce: Option<Announce>,
+}
+
+struct HandState {
+    children: Vec<ActorCell>,
+    one_for_all: bool,
+    announce: Option<Announce>,
+}
+
+enum HandMsg {
+    /// The running incarnation of child `i`.
+    Current(usize, RpcReplyPort<Option<ActorCell>>),
+}
+
+impl HandState {
+    async fn spawn_child(
+        &self,
+        myself: &ActorRef<HandMsg>,
+        idx: usize,
+    ) -> Result<ActorCell, ActorProcessingErr> {
+        let counter = Counter {
+            idx,
+            announce: self.announce.clone(),
+        };
+        let (r, _) = Actor::spawn_linked(None, counter, (), myself.get_cell()).await?;
+        Ok(r.get_cell())
+    }
+}
+
+impl Actor for HandSup {
+    type Msg = HandMsg;
+    type State = HandState;
+    type Arguments = HandArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<HandMsg>,
+        args: HandArgs,
+    ) -> Result<HandState, ActorProcessingErr> {
+        let mut state = HandState {
+            children: Vec::with_capacity(args.n),
+            one_for_all: args.one_for_all,
+            announce: args.announce,
+        };
+        for i in 0..args.n {
+            let cell = state.spawn_child(&myself, i).await?;
+            state.children.push(cell);
+        }
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<HandMsg>,
+        msg: HandMsg,
+        state: &mut HandState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            HandMsg::Current(i, reply) => {
+                let _ = reply.send(state.children.get(i).cloned());
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<HandMsg>,
+        event: SupervisionEvent,
+        state: &mut HandState,
+    ) -> Result<(), ActorProcessingErr> {
+        let SupervisionEvent::ActorFailed(cell, _) = event else {
+            return Ok(());
+        };
+        let id = cell.get_id();
+        let Some(failed) = state.children.iter().position(|c| c.get_id() == id) else {
+            return Ok(());
+        };
+        if state.one_for_all {
+            for j in (0..state.children.len()).rev() {
+                if j != failed {
+                    let _ = state.children[j]
+                        .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))
+                        .await;
+                }
+            }
+            for j in 0..state.children.len() {
+                state.children[j] = state.spawn_child(&myself, j).await?;
+            }
+        } else {
+            state.children[failed] = state.spawn_child(&myself, failed).await?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+fn quick() -> bool {
+    std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// `full` normally, about a tenth of it with `BENCH_QUICK=1`.
+fn scaled(full: usize) -> usize {
+    if quick() { (full / 10).max(1) } else { full }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Latency samples in nanoseconds.
+#[derive(Default)]
+struct Samples(Vec<u64>);
+
+impl Samples {
+    fn push(&mut self, d: Duration) {
+        self.0.push(d.as_nanos() as u64);
+    }
+
+    fn sorted(&mut self) -> &[u64] {
+        self.0.sort_unstable();
+        &self.0
+    }
+
+    /// Nearest-rank percentile `q` (0..=1), in µs.
+    fn pct(&mut self, q: f64) -> f64 {
+        let s = self.sorted();
+        if s.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len());
+        s[rank - 1] as f64 / 1_000.0
+    }
+
+    fn summary(&mut self) -> String {
+        format!(
+            "n={} p50={:.1} p90={:.1} p99={:.1} p99.9={:.1} max={:.1} µs",
+            self.0.len(),
+            self.pct(0.5),
+            self.pct(0.9),
+            self.pct(0.99),
+            self.pct(0.999),
+            self.pct(1.0)
+        )
+    }
+}
+
+async fn ping(actor: &ActorRef<Msg>) {
+    match actor.call(Msg::Ping, None).await {
+        Ok(CallResult::Success(())) => {}
+        _ => panic!("ping failed"),
+    }
+}
+
+fn restart_intensity() -> Intensity {
+    Intensity {
+        max_restarts: 1_000_000,
+        period: Duration::from_secs(1),
+    }
+}
+
+/// A worker spec for the restart benchmarks: permanent, no backoff, announcing itself.
+fn announcing_spec(id: &str, idx: usize, tx: &Announce) -> ChildSpec {
+    let tx = tx.clone();
+    ChildSpec::actor(id, move || (Counter::announcing(idx, &tx), ())).backoff(Backoff::none())
+}
+
+fn silence_panics() -> Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static> {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    prev
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Throughput.
+
+/// Sends `n` increments then syncs with a call; returns msgs/s.
+async fn throughput_bare(n: u64) -> f64 {
+    let (actor, join) = Actor::spawn(None, Counter::plain(), ()).await.unwrap();
+    let t0 = Instant::now();
+    for _ in 0..n {
+        actor.cast(Msg::Inc(1)).unwrap();
+    }
+    let total = match actor.call(Msg::Get, None).await.unwrap() {
+        CallResult::Success(v) => v,
+        _ => panic!("sync call failed"),
+    };
+    let dt = t0.elapsed();
+    assert_eq!(total, n);
+    actor.stop(None);
+    join.await.unwrap();
+    n as f64 / dt.as_secs_f64()
+}
+
+async fn throughput_supervised(n: u64, run: usize) -> f64 {
+    let introspection = Introspection::new();
+    let spec = SupervisorSpec {
+        children: vec![ChildSpec::actor("worker", || (Counter::plain(), ()))],
+        ..SupervisorSpec::default()
+    };
+    let path = format!("tp{run}");
+    let (root, join) = SupervisorRef::spawn_root(&path, spec, introspection.clone())
+        .await
+        .unwrap();
+    let cell = root.child("worker").await.unwrap().unwrap();
+    let stats = introspection.stats(&format!("{path}/worker")).unwrap();
+    let handle: Handle<Msg> = Handle::from_cell(cell, stats);
+    let t0 = Instant::now();
+    for _ in 0..n {
+        handle.cast(Msg::Inc(1)).unwrap();
+    }
+    let total = match handle.call(Msg::Get, None).await.unwrap() {
+        CallResult::Success(v) => v,
+        _ => panic!("sync call failed"),
+    };
+    let dt = t0.elapsed();
+    assert_eq!(total, n);
+    assert_eq!(handle.stats().mailbox_depth(), 0);
+    assert_eq!(handle.stats().handled(), n + 1);
+    root.shutdown().await;
+    join.await.unwrap();
+    n as f64 / dt.as_secs_f64()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Restart latency, one_for_one.
+
+async fn restart_supervised(n: usize, round: usize, out: &mut Samples) {
+    let (tx, mut rx) = unbounded_channel();
+    let spec = SupervisorSpec {
+        strategy: Strategy::OneForOne,
+        intensity: restart_intensity(),
+        children: vec![announcing_spec("c", 0, &tx)],
+    };
+    let (root, join) = SupervisorRef::spawn_root(format!("r{round}"), spec, Introspection::new())
+        .await
+        .unwrap();
+    let (_, mut current) = rx.recv().await.unwrap();
+    for _ in 0..n {
+        let t0 = Instant::now();
+        current.cast(Msg::Panic).unwrap();
+        let (_, next) = rx.recv().await.unwrap();
+        ping(&next).await;
+        out.push(t0.elapsed());
+        current = next;
+    }
+    root.shutdown().await;
+    join.await.unwrap();
+}
+
+async fn restart_bare(n: usize, out: &mut Samples) {
+    let (tx, mut rx) = unbounded_channel();
+    let args = HandArgs {
+        n: 1,
+        one_for_all: false,
+        announce: Some(tx),
+    };
+    let (sup, join) = Actor::spawn(None, HandSup, args).await.unwrap();
+    let (_, mut current) = rx.recv().await.unwrap();
+    for _ in 0..n {
+        let t0 = Instant::now();
+        current.cast(Msg::Panic).unwrap();
+        let (_, next) = rx.recv().await.unwrap();
+        ping(&next).await;
+        out.push(t0.elapsed());
+        current = next;
+    }
+    sup.stop_and_wait(None, None).await.unwrap();
+    join.await.unwrap();
+}
+
+/// Restart latency as a client sees it: poll the supervisor until the child's id changes.
+async fn restart_poll_supervised(n: usize, round: usize, out: &mut Samples, polls: &mut u64) {
+    let spec = SupervisorSpec {
+        strategy: Strategy::OneForOne,
+        intensity: restart_intensity(),
+        children: vec![ChildSpec::actor("c", || (Counter::plain(), ())).backoff(Backoff::none())],
+    };
+    let (root, join) = SupervisorRef::spawn_root(format!("p{round}"), spec, Introspection::new())
+        .await
+        .unwrap();
+    let mut current: ActorRef<Msg> = root.child("c").await.unwrap().unwrap().into();
+    for _ in 0..n {
+        let t0 = Instant::now();
+        current.cast(Msg::Panic).unwrap();
+        let next = loop {
+            *polls += 1;
+            if let Some(cell) = root.child("c").await.unwrap()
+                && cell.get_id() != current.get_id()
+            {
+                break cell;
+            }
+        };
+        let next: ActorRef<Msg> = next.into();
+        ping(&next).await;
+        out.push(t0.elapsed());
+        current = next;
+    }
+    root.shutdown().await;
+    join.await.unwrap();
+}
+
+async fn current_child(sup: &ActorRef<HandMsg>, i: usize) -> Option<ActorCell> {
+    match sup.call(|r| HandMsg::Current(i, r), None).await.unwrap() {
+        CallResult::Success(c) => c,
+        _ => panic!("hand supervisor did not answer"),
+    }
+}
+
+async fn restart_poll_bare(n: usize, out: &mut Samples, polls: &mut u64) {
+    let args = HandArgs {
+        n: 1,
+        one_for_all: false,
+        announce: None,
+    };
+    let (sup, join) = Actor::spawn(None, HandSup, args).await.unwrap();
+    let mut current: ActorRef<Msg> = current_child(&sup, 0).await.unwrap().into();
+    for _ in 0..n {
+        let t0 = Instant::now();
+        current.cast(Msg::Panic).unwrap();
+        let next = loop {
+            *polls += 1;
+            if let Some(cell) = current_child(&sup, 0).await
+                && cell.get_id() != current.get_id()
+            {
+                break cell;
+            }
+        };
+        let next: ActorRef<Msg> = next.into();
+        ping(&next).await;
+        out.push(t0.elapsed());
+        current = next;
+    }
+    sup.stop_and_wait(None, None).await.unwrap();
+    join.await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Spawn latency.
+
+async fn spawn_supervised(n: usize, round: usize, out: &mut Samples) -> Duration {
+    let (root, join) = SupervisorRef::spawn_root(
+        format!("s{round}"),
+        SupervisorSpec::default(),
+        Introspection::new(),
+    )
+    .await
+    .unwrap();
+    for i in 0..n {
+        let spec = ChildSpec::actor(format!("job-{i}"), || (Counter::plain(), ()))
+            .restart(Restart::Temporary);
+        let t0 = Instant::now();
+        let cell = root.start_child(spec).await.unwrap();
+        out.push(t0.elapsed());
+        assert!(cell.is_some());
+    }
+    let t0 = Instant::now();
+    root.shutdown().await;
+    join.await.unwrap();
+    t0.elapsed()
+}
+
+async fn spawn_bare(n: usize, out: &mut Samples) -> Duration {
+    let mut actors = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let spawned = Actor::spawn(None, Counter::plain(), ()).await.unwrap();
+        out.push(t0.elapsed());
+        actors.push(spawned);
+    }
+    let t0 = Instant::now();
+    for (actor, _) in &actors {
+        actor.stop(None);
+    }
+    for (_, join) in actors {
+        join.await.unwrap();
+    }
+    t0.elapsed()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Memory per idle actor (run in a subprocess per measurement).
+
+const MEM_CHILD_ENV: &str = "SUPERVISION_BENCH_MEM_CHILD";
+
+fn rss_bytes() -> u64 {
+    // VmRSS is statm's resident pages, already multiplied by the page size.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS in /proc/self/status");
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS value");
+    kb * 1024
+}
+
+/// In the subprocess: start `n` idle actors of `kind` and print the RSS delta per actor.
+fn mem_child(kind: &str, n: usize) {
+    let rt = runtime();
+    let per_actor = rt.block_on(async {
+        match kind {
+            "supervised" => {
+                let (root, _join) = SupervisorRef::spawn_root(
+                    "mem",
+                    SupervisorSpec::default(),
+                    Introspection::new(),
+                )
+                .await
+                .unwrap();
+                // Warm up the code paths and the supervisor's tables a little.
+                for i in 0..100 {
+                    let spec = ChildSpec::actor(format!("warm-{i}"), || (Counter::plain(), ()))
+                        .restart(Restart::Temporary);
+                    root.start_child(spec).await.unwrap();
+                }
+                for i in 0..100 {
+                    root.terminate_child(&format!("warm-{i}")).await.unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let before = rss_bytes();
+                for i in 0..n {
+                    let spec = ChildSpec::actor(format!("idle-{i}"), || (Counter::plain(), ()))
+                        .restart(Restart::Temporary);
+                    root.start_child(spec).await.unwrap();
+                }
+                assert_eq!(root.count_children().await.unwrap().active, n);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let after = rss_bytes();
+                std::mem::forget(root);
+                after.saturating_sub(before) as f64 / n as f64
+            }
+            "bare" => {
+                let mut warm = Vec::new();
+                for _ in 0..100 {
+                    warm.push(Actor::spawn(None, Counter::plain(), ()).await.unwrap());
+                }
+                for (a, j) in warm {
+                    a.stop(None);
+                    j.await.unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let before = rss_bytes();
+                let mut actors = Vec::with_capacity(n);
+                for _ in 0..n {
+                    actors.push(Actor::spawn(None, Counter::plain(), ()).await.unwrap());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let after = rss_bytes();
+                std::mem::forget(actors);
+                after.saturating_sub(before) as f64 / n as f64
+            }
+            other => panic!("unknown memory variant {other}"),
+        }
+    });
+    println!("{per_actor}");
+    // Skip the teardown of thousands of actors: the number is out.
+    std::process::exit(0);
+}
+
+fn mem_measure(kind: &str, n: usize) -> f64 {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(exe)
+        .env(MEM_CHILD_ENV, format!("{kind}:{n}"))
+        .output()
+        .expect("memory subprocess");
+    assert!(
+        out.status.success(),
+        "memory subprocess failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("bytes per actor")
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. One_for_all restart with 10 siblings.
+
+const SIBLINGS: usize = 10;
+
+/// Waits until all `SIBLINGS` announced a new incarnation; returns them by index.
+async fn collect_all(rx: &mut UnboundedReceiver<(usize, ActorRef<Msg>)>) -> Vec<ActorRef<Msg>> {
+    let mut slots: Vec<Option<ActorRef<Msg>>> = (0..SIBLINGS).map(|_| None).collect();
+    let mut seen = HashSet::new();
+    while seen.len() < SIBLINGS {
+        let (i, r) = rx.recv().await.unwrap();
+        seen.insert(i);
+        slots[i] = Some(r);
+    }
+    slots.into_iter().map(Option::unwrap).collect()
+}
+
+async fn one_for_all_supervised(n: usize, round: usize, out: &mut Samples) {
+    let (tx, mut rx) = unbounded_channel();
+    let spec = SupervisorSpec {
+        strategy: Strategy::OneForAll,
+        intensity: restart_intensity(),
+        children: (0..SIBLINGS)
+            .map(|i| announcing_spec(&format!("c{i}"), i, &tx))
+            .collect(),
+    };
+    let (root, join) = SupervisorRef::spawn_root(format!("a{round}"), spec, Introspection::new())
+        .await
+        .unwrap();
+    let mut current = collect_all(&mut rx).await;
+    for it in 0..n {
+        let victim = it % SIBLINGS;
+        let t0 = Instant::now();
+        current[victim].cast(Msg::Panic).unwrap();
+        let next = collect_all(&mut rx).await;
+        ping(&next[victim]).await;
+        out.push(t0.elapsed());
+        current = next;
+    }
+    root.shutdown().await;
+    join.await.unwrap();
+}
+
+async fn one_for_all_bare(n: usize, out: &mut Samples) {
+    let (tx, mut rx) = unbounded_channel();
+    let args = HandArgs {
+        n: SIBLINGS,
+        one_for_all: true,
+        announce: Some(tx),
+    };
+    let (sup, join) = Actor::spawn(None, HandSup, args).await.unwrap();
+    let mut current = collect_all(&mut rx).await;
+    for it in 0..n {
+        let victim = it % SIBLINGS;
+        let t0 = Instant::now();
+        current[victim].cast(Msg::Panic).unwrap();
+        let next = collect_all(&mut rx).await;
+        ping(&next[victim]).await;
+        out.push(t0.elapsed());
+        current = next;
+    }
+    sup.stop_and_wait(None, None).await.unwrap();
+    join.await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporting.
+
+struct Row {
+    metric: String,
+    unit: &'static str,
+    supervised: f64,
+    bare: f64,
+    /// Target description, and whether the supervised figure meets it.
+    target: String,
+    ok: Option<bool>,
+}
+
+impl Row {
+    fn ratio(&self) -> f64 {
+        self.supervised / self.bare
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else if v >= 100_000.0 {
+        format!("{:.3} M", v / 1e6)
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    let w = rows
+        .iter()
+        .map(|r| r.metric.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    println!();
+    println!(
+        "{:<w$}  {:>12}  {:>12}  {:>7}  {:<22}  {}",
+        "metric", "supervised", "bare", "ratio", "target", "ok"
+    );
+    println!("{}", "-".repeat(w + 66));
+    for r in rows {
+        let ok = match r.ok {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "-",
+        };
+        println!(
+            "{:<w$}  {:>12}  {:>12}  {:>6.2}x  {:<22}  {}",
+            format!("{} ({})", r.metric, r.unit),
+            fmt_num(r.supervised),
+            fmt_num(r.bare),
+            r.ratio(),
+            r.target,
+            ok,
+            w = w
+        );
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn main() {
+    if let Ok(arg) = std::env::var(MEM_CHILD_ENV) {
+        let (kind, n) = arg.split_once(':').expect("kind:n");
+        mem_child(kind, n.parse().expect("count"));
+        return;
+    }
+
+    let started = Instant::now();
+    let rt = runtime();
+    let workers = rt.metrics().num_workers();
+    println!(
+        "supervision bench: {} mode, tokio multi_thread with {workers} workers, {} cpus",
+        if quick() { "QUICK" } else { "full" },
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let mut rows = Vec::new();
+
+    // 1. Throughput.
+    let msgs = scaled(1_000_000) as u64;
+    let runs = if quick() { 3 } else { 7 };
+    let (mut sup_tp, mut bare_tp) = (Vec::new(), Vec::new());
+    rt.block_on(async {
+        // Warm-up, discarded.
+        throughput_bare(msgs / 10).await;
+        throughput_supervised(msgs / 10, 999).await;
+        for run in 0..runs {
+            // Alternate which goes first, so neither always runs on a warmer machine.
+            if run % 2 == 0 {
+                bare_tp.push(throughput_bare(msgs).await);
+                sup_tp.push(throughput_supervised(msgs, run).await);
+            } else {
+                sup_tp.push(throughput_supervised(msgs, run).await);
+                bare_tp.push(throughput_bare(msgs).await);
+            }
+        }
+    });
+    let fmt_runs = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{:.2}", x / 1e6))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!("\n[1] throughput 1->1, {msgs} casts + 1 call, {runs} runs each (M msg/s)");
+    println!("    supervised: {}", fmt_runs(&sup_tp));
+    println!("    bare:       {}", fmt_runs(&bare_tp));
+    let (sup_med, bare_med) = (median(&mut sup_tp), median(&mut bare_tp));
+    rows.push(Row {
+        metric: "throughput 1->1 median".into(),
+        unit: "msg/s",
+        supervised: sup_med,
+        bare: bare_med,
+        target: ">= 0.9x bare".into(),
+        ok: Some(sup_med / bare_med >= 0.9),
+    });
+
+    // 2. Restart latency, one_for_one.
+    let prev_hook = silence_panics();
+    let rounds = 4;
+    let per_round = scaled(5_000) / rounds;
+    let (mut sup_rs, mut bare_rs) = (Samples::default(), Samples::default());
+    let (mut sup_poll, mut bare_poll) = (Samples::default(), Samples::default());
+    let (mut sup_polls, mut bare_polls) = (0u64, 0u64);
+    rt.block_on(async {
+        let mut discard = Samples::default();
+        restart_supervised(200.min(per_round), 999, &mut discard).await;
+        restart_bare(200.min(per_round), &mut discard).await;
+        for round in 0..rounds {
+            if round % 2 == 0 {
+                restart_bare(per_round, &mut bare_rs).await;
+                restart_supervised(per_round, round, &mut sup_rs).await;
+            } else {
+                restart_supervised(per_round, round, &mut sup_rs).await;
+                restart_bare(per_round, &mut bare_rs).await;
+            }
+        }
+        let poll_per_round = per_round / 2;
+        for round in 0..rounds {
+            if round % 2 == 0 {
+                restart_poll_bare(poll_per_round, &mut bare_poll, &mut bare_polls).await;
+                restart_poll_supervised(poll_per_round, round, &mut sup_poll, &mut sup_polls).await;
+            } else {
+                restart_poll_supervised(poll_per_round, round, &mut sup_poll, &mut sup_polls).await;
+                restart_poll_bare(poll_per_round, &mut bare_poll, &mut bare_polls).await;
+            }
+        }
+    });
+    println!("\n[2] restart one_for_one, panic -> replacement answers a call (announced)");
+    println!("    supervised: {}", sup_rs.summary());
+    println!("    bare:       {}", bare_rs.summary());
+    println!("    ... found by polling the supervisor for the child's new id");
+    println!(
+        "    supervised: {}  ({:.1} polls/restart)",
+        sup_poll.summary(),
+        sup_polls as f64 / sup_poll.0.len() as f64
+    );
+    println!(
+        "    bare:       {}  ({:.1} polls/restart)",
+        bare_poll.summary(),
+        bare_polls as f64 / bare_poll.0.len() as f64
+    );
+    for (q, name) in [(0.5, "p50"), (0.99, "p99"), (0.999, "p99.9")] {
+        let (s, b) = (sup_rs.pct(q), bare_rs.pct(q));
+        rows.push(Row {
+            metric: format!("restart 1:1 {name}"),
+            unit: "µs",
+            supervised: s,
+            bare: b,
+            target: if q == 0.99 {
+                "p99 < 100 µs".into()
+            } else {
+                String::new()
+            },
+            ok: (q == 0.99).then_some(s < 100.0),
+        });
+    }
+    for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
+        rows.push(Row {
+            metric: format!("restart 1:1 via child() poll {name}"),
+            unit: "µs",
+            supervised: sup_poll.pct(q),
+            bare: bare_poll.pct(q),
+            target: String::new(),
+            ok: None,
+        });
+    }
+
+    // 5. One_for_all restart (panic hook still silenced).
+    let ofa_rounds = 2;
+    let ofa_per_round = scaled(2_000) / ofa_rounds;
+    let (mut sup_ofa, mut bare_ofa) = (Samples::default(), Samples::default());
+    rt.block_on(async {
+        let mut discard = Samples::default();
+        one_for_all_supervised(50.min(ofa_per_round), 999, &mut discard).await;
+        one_for_all_bare(50.min(ofa_per_round), &mut discard).await;
+        for round in 0..ofa_rounds {
+            if round % 2 == 0 {
+                one_for_all_bare(ofa_per_round, &mut bare_ofa).await;
+                one_for_all_supervised(ofa_per_round, round, &mut sup_ofa).await;
+            } else {
+                one_for_all_supervised(ofa_per_round, round, &mut sup_ofa).await;
+                one_for_all_bare(ofa_per_round, &mut bare_ofa).await;
+            }
+        }
+    });
+    std::panic::set_hook(prev_hook);
+
+    // 3. Spawn latency.
+    let spawn_rounds = 2;
+    let spawn_n = scaled(10_000);
+    let (mut sup_sp, mut bare_sp) = (Samples::default(), Samples::default());
+    let (mut sup_stop, mut bare_stop) = (Duration::ZERO, Duration::ZERO);
+    rt.block_on(async {
+        let mut discard = Samples::default();
+        spawn_supervised(500.min(spawn_n), 999, &mut discard).await;
+        spawn_bare(500.min(spawn_n), &mut discard).await;
+        for round in 0..spawn_rounds {
+            if round % 2 == 0 {
+                bare_stop += spawn_bare(spawn_n, &mut bare_sp).await;
+                sup_stop += spawn_supervised(spawn_n, round, &mut sup_sp).await;
+            } else {
+                sup_stop += spawn_supervised(spawn_n, round, &mut sup_sp).await;
+                bare_stop += spawn_bare(spawn_n, &mut bare_sp).await;
+            }
+        }
+    });
+    println!("\n[3] spawn latency, {spawn_rounds} x {spawn_n} sequential (children kept alive)");
+    println!(
+        "    supervised (start_child, temporary): {}",
+        sup_sp.summary()
+    );
+    println!(
+        "    bare (Actor::spawn):                 {}",
+        bare_sp.summary()
+    );
+    println!(
+        "    teardown of {spawn_n}: supervised shutdown {:.1} ms, bare stop+join {:.1} ms (mean)",
+        sup_stop.as_secs_f64() * 1e3 / spawn_rounds as f64,
+        bare_stop.as_secs_f64() * 1e3 / spawn_rounds as f64
+    );
+    for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
+        let s = sup_sp.pct(q);
+        rows.push(Row {
+            metric: format!("spawn {name}"),
+            unit: "µs",
+            supervised: s,
+            bare: bare_sp.pct(q),
+            target: if q == 0.99 {
+                "p99 < 50 µs".into()
+            } else {
+                String::new()
+            },
+            ok: (q == 0.99).then_some(s < 50.0),
+        });
+    }
+
+    // 4. Memory per idle actor (fresh subprocesses, interleaved).
+    let mem_n = scaled(20_000);
+    let mem_runs = if quick() { 1 } else { 3 };
+    let (mut sup_mem, mut bare_mem) = (Vec::new(), Vec::new());
+    for run in 0..mem_runs {
+        if run % 2 == 0 {
+            bare_mem.push(mem_measure("bare", mem_n));
+            sup_mem.push(mem_measure("supervised", mem_n));
+        } else {
+            sup_mem.push(mem_measure("supervised", mem_n));
+            bare_mem.push(mem_measure("bare", mem_n));
+        }
+    }
+    let fmt_kb = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{:.2}", x / 1024.0))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "\n[4] memory per idle actor, RSS delta over {mem_n} actors, {mem_runs} processes each (KB)"
+    );
+    println!("    supervised: {}", fmt_kb(&sup_mem));
+    println!("    bare:       {}", fmt_kb(&bare_mem));
+    let (sup_kb, bare_kb) = (
+        median(&mut sup_mem) / 1024.0,
+        median(&mut bare_mem) / 1024.0,
+    );
+    rows.push(Row {
+        metric: "memory per idle actor".into(),
+        unit: "KB",
+        supervised: sup_kb,
+        bare: bare_kb,
+        target: "< 16 KB".into(),
+        ok: Some(sup_kb < 16.0),
+    });
+
+    println!(
+        "\n[5] one_for_all with {SIBLINGS} siblings, panic -> all replaced, failed one answers"
+    );
+    println!("    supervised: {}", sup_ofa.summary());
+    println!("    bare:       {}", bare_ofa.summary());
+    for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
+        let s = sup_ofa.pct(q);
+        rows.push(Row {
+            metric: format!("one_for_all x{SIBLINGS} {name}"),
+            unit: "µs",
+            supervised: s,
+            bare: bare_ofa.pct(q),
+            target: if q == 0.99 {
+                "p99 < 1 ms".into()
+            } else {
+                String::new()
+            },
+            ok: (q == 0.99).then_some(s < 1_000.0),
+        });
+    }
+
+    print_table(&rows);
+    let elapsed = started.elapsed();
+    println!("\ntotal {:.1} s", elapsed.as_secs_f64());
+
+    let json_rows: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "metric": r.metric,
+                "unit": r.unit,
+                "supervised": r.supervised,
+                "bare": r.bare,
+                "ratio": r.ratio(),
+                "target": r.target,
+                "ok": r.ok,
+            })
+        })
+        .collect();
+    let result = json!({
+        "bench": "supervision",
+        "quick": quick(),
+        "workers": workers,
+        "elapsed_s": elapsed.as_secs_f64(),
+        "rows": json_rows,
+    });
+    println!("RESULT {result}");
+
+    rt.shutdown_timeout(Duration::from_secs(1));
+}
