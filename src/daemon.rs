@@ -69,8 +69,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         env!("CARGO_PKG_VERSION")
     );
 
-    let mut term = signal(SignalKind::terminate()).map_err(|e| DaemonError::Startup(e.to_string()))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| DaemonError::Startup(e.to_string()))?;
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| DaemonError::Startup(e.to_string()))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| DaemonError::Startup(e.to_string()))?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),

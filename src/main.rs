@@ -9,7 +9,11 @@ use borg::config::{Config, VARIABLES};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "borg", version, about = "Turns chat messages into work by AI coding agents.")]
+#[command(
+    name = "borg",
+    version,
+    about = "Turns chat messages into work by AI coding agents."
+)]
 struct Cli {
     /// Directory holding `.env` (relative paths in it are resolved against it).
     #[arg(long, global = true, default_value = ".")]
@@ -48,7 +52,10 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code());
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("borg: cannot start the async runtime: {e}");
@@ -79,6 +86,9 @@ fn main() -> ExitCode {
 fn print_config(config: &Config) {
     println!("{config:#?}\n");
     for var in VARIABLES {
-        println!("{:<26} default {:<22} {}", var.name, var.default, var.meaning);
+        println!(
+            "{:<26} default {:<22} {}",
+            var.name, var.default, var.meaning
+        );
     }
 }

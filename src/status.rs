@@ -17,7 +17,10 @@ pub async fn print(config: &Config, json: bool) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if !config.data_dir.join(crate::store::FILE_NAME).exists() {
-        println!("borg is not running and has no store in {}", config.data_dir.display());
+        println!(
+            "borg is not running and has no store in {}",
+            config.data_dir.display()
+        );
         return ExitCode::SUCCESS;
     }
     let data_dir = config.data_dir.clone();
@@ -42,11 +45,21 @@ pub async fn print(config: &Config, json: bool) -> ExitCode {
                     .iter()
                     .map(|r| serde_json::json!({"key": r.key, "incarnation": r.incarnation, "saved_at_ms": r.saved_at_ms, "bytes": r.size}))
                     .collect();
-                println!("{:#}", serde_json::json!({"running": false, "snapshots": rows}));
+                println!(
+                    "{:#}",
+                    serde_json::json!({"running": false, "snapshots": rows})
+                );
             } else {
-                println!("borg is not running; its store in {} holds {} snapshots", config.data_dir.display(), records.len());
+                println!(
+                    "borg is not running; its store in {} holds {} snapshots",
+                    config.data_dir.display(),
+                    records.len()
+                );
                 for r in records {
-                    println!("  {:<40} incarnation {:<4} {} bytes", r.key, r.incarnation, r.size);
+                    println!(
+                        "  {:<40} incarnation {:<4} {} bytes",
+                        r.key, r.incarnation, r.size
+                    );
                 }
             }
             ExitCode::SUCCESS

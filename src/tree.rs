@@ -72,7 +72,11 @@ impl Actor for StoreKeeper {
         Ok(store)
     }
 
-    async fn post_stop(&self, _: ActorRef<()>, store: &mut Store) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _: ActorRef<()>,
+        store: &mut Store,
+    ) -> Result<(), ActorProcessingErr> {
         store.close().await;
         Ok(())
     }

@@ -45,7 +45,12 @@ fn wait_exit(child: &mut Child) -> (i32, String) {
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     (status.code().unwrap_or(-1), stderr)
 }
 
@@ -53,11 +58,18 @@ fn wait_exit(child: &mut Child) -> (i32, String) {
 fn run_serves_status_and_stops_cleanly_on_sigterm_and_sigint() {
     for sig in ["TERM", "INT"] {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = borg(dir.path()).arg("run").stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = borg(dir.path())
+            .arg("run")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let socket = dir.path().join("data/borg.sock");
         wait_for("control socket", || socket.exists());
 
-        let out = borg(dir.path()).args(["status", "--json"]).output().unwrap();
+        let out = borg(dir.path())
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
         assert!(out.status.success());
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let paths: Vec<&str> = report["actors"]
@@ -66,7 +78,16 @@ fn run_serves_status_and_stops_cleanly_on_sigterm_and_sigint() {
             .iter()
             .map(|a| a["path"].as_str().unwrap())
             .collect();
-        assert_eq!(paths, ["root", "root/chat", "root/control", "root/pipeline", "root/store"]);
+        assert_eq!(
+            paths,
+            [
+                "root",
+                "root/chat",
+                "root/control",
+                "root/pipeline",
+                "root/store"
+            ]
+        );
         assert_eq!(report["pid"].as_u64(), Some(u64::from(child.id())));
 
         signal(&child, sig);
@@ -92,7 +113,10 @@ fn a_bad_setting_exits_2_naming_variable_value_and_allowed_range() {
     assert!(stderr.contains("MAX_CONCURRENT_AGENTS"), "{stderr}");
     assert!(stderr.contains("lots"), "{stderr}");
     assert!(stderr.contains("1 to 64"), "{stderr}");
-    assert!(!dir.path().join("data").exists(), "nothing created on a refused start");
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing created on a refused start"
+    );
 }
 
 #[test]
@@ -112,8 +136,14 @@ fn a_data_file_that_is_not_a_borg_store_stops_startup_and_stays_untouched() {
 #[test]
 fn a_second_daemon_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let mut first = borg(dir.path()).arg("run").stderr(Stdio::piped()).spawn().unwrap();
-    wait_for("first daemon", || dir.path().join("data/borg.sock").exists());
+    let mut first = borg(dir.path())
+        .arg("run")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("first daemon", || {
+        dir.path().join("data/borg.sock").exists()
+    });
     let out = borg(dir.path()).arg("run").output().unwrap();
     assert_ne!(out.status.code(), Some(0));
     let stderr = String::from_utf8(out.stderr).unwrap();

@@ -8,7 +8,10 @@ fn readme_lists_every_variable_with_its_default() {
     let readme = include_str!("../README.md");
     for var in VARIABLES {
         let row = format!("| `{}` | `{}` |", var.name, var.default);
-        assert!(readme.contains(&row), "README.md lacks the row starting {row}");
+        assert!(
+            readme.contains(&row),
+            "README.md lacks the row starting {row}"
+        );
     }
 }
 

@@ -346,7 +346,10 @@ async fn close_commits_the_queue_and_every_ack_is_durable() {
             tokio::spawn(async move { store.save(&format!("k{i}"), 1, vec![i as u8; 100]).await })
         })
         .collect();
-    tokio::task::yield_now().await;
+    // Close in the middle of the stream: once some saves are durable, while others are queued.
+    while store.stats().snapshots_written == 0 {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
     store.close().await;
     let mut acked = Vec::new();
     for (i, save) in saves.into_iter().enumerate() {
@@ -356,6 +359,7 @@ async fn close_commits_the_queue_and_every_ack_is_durable() {
             Err(e) => panic!("save {i}: {e}"),
         }
     }
+    assert!(!acked.is_empty());
     let store = Store::open(&dir).unwrap();
     for i in acked {
         let stored = store.load(&format!("k{i}")).await.unwrap();
@@ -454,6 +458,7 @@ fn assert_refused(bytes: &[u8], kind: fn(&OpenErrorKind) -> bool, hints: &[&str]
     let err = Store::open(tmp.path()).expect_err("a foreign file was accepted");
     assert!(kind(&err.kind), "unexpected refusal: {err:?}");
     let message = err.to_string();
+    eprintln!("refused as expected: {message}");
     assert!(message.contains(&path.display().to_string()), "{message}");
     for hint in hints {
         assert!(message.contains(hint), "{message:?} lacks {hint:?}");

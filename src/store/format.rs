@@ -20,12 +20,15 @@
 //!   | 0      | 4    | magic `b"BREC"`                                      |
 //!   | 4      | 2    | record version, u16 little endian (today 1)          |
 //!   | 6      | 1    | flags: bit 0 = a snapshot follows; other bits zero   |
-//!   | 7      | 8    | incarnation, u64 little endian                       |
-//!   | 15     | 8    | saved_at_ms, u64 little endian (0 without snapshot)  |
-//!   | 23     | n    | snapshot bytes (empty without snapshot)              |
+//!   | 7      | 8    | the key's incarnation (the fence), u64 LE            |
+//!   | 15     | 8    | incarnation that wrote the snapshot, u64 LE (or 0)   |
+//!   | 23     | 8    | saved_at_ms, u64 LE (0 without snapshot)             |
+//!   | 31     | n    | snapshot bytes (empty without snapshot)              |
 //!
-//!   A record without a snapshot is how a key is remembered after a claim that was never followed
-//!   by a save, or after a remove: the incarnation must outlive the state, otherwise a zombie
+//!   The two incarnations differ after a claim: the fence moves on while the snapshot is still
+//!   the one the previous incarnation wrote, and [`StoredSnapshot::incarnation`] reports the
+//!   writer. A record without a snapshot is how a key is remembered after a claim that was never
+//!   followed by a save, or after a remove: the fence must outlive the state, otherwise a zombie
 //!   writer could resurrect removed state with an old incarnation.
 //!
 //! There is no checksum in the record: redb checksums every page (XXH3-128) and commits are
@@ -56,7 +59,7 @@ pub const RECORD_MAGIC: [u8; 4] = *b"BREC";
 /// The record layout this build writes.
 pub const RECORD_VERSION: u16 = 1;
 /// Bytes before the snapshot in a record.
-pub const RECORD_HEADER_LEN: usize = 23;
+pub const RECORD_HEADER_LEN: usize = 31;
 const FLAG_HAS_SNAPSHOT: u8 = 0b0000_0001;
 
 /// The value stored under [`STORE_META_KEY`] for a store of format `version`.
@@ -78,7 +81,7 @@ pub fn decode_store_meta(bytes: &[u8]) -> Option<u16> {
 /// What the store keeps per key: the fencing incarnation and, unless removed, the last snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// The highest incarnation that claimed or wrote the key.
+    /// The highest incarnation that claimed or wrote the key: writes below it are stale.
     pub incarnation: u64,
     /// The last snapshot; `None` after a remove or a claim without a save.
     pub snapshot: Option<Snapshot>,
@@ -87,6 +90,8 @@ pub struct Record {
 /// A snapshot as stored: when it was saved and its bytes (the snapshot header included).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
+    /// The incarnation that wrote it.
+    pub incarnation: u64,
     /// Milliseconds since the Unix epoch.
     pub saved_at_ms: u64,
     /// The snapshot bytes, opaque to the store.
@@ -135,7 +140,11 @@ impl Record {
             0
         });
         out.extend_from_slice(&self.incarnation.to_le_bytes());
-        let saved_at = self.snapshot.as_ref().map_or(0, |s| s.saved_at_ms);
+        let (written_by, saved_at) = self
+            .snapshot
+            .as_ref()
+            .map_or((0, 0), |s| (s.incarnation, s.saved_at_ms));
+        out.extend_from_slice(&written_by.to_le_bytes());
         out.extend_from_slice(&saved_at.to_le_bytes());
         out.extend_from_slice(body);
         out
@@ -147,6 +156,7 @@ impl Record {
         let body = &bytes[RECORD_HEADER_LEN..];
         let snapshot = if header.has_snapshot {
             Some(Snapshot {
+                incarnation: header.written_by,
                 saved_at_ms: header.saved_at_ms,
                 bytes: body.to_vec(),
             })
@@ -162,9 +172,8 @@ impl Record {
     /// The snapshot in the shape the [`SnapshotStore`](supervisors::snapshot::SnapshotStore)
     /// port hands out.
     pub fn into_stored(self) -> Option<StoredSnapshot> {
-        let incarnation = self.incarnation;
         self.snapshot.map(|s| StoredSnapshot {
-            incarnation,
+            incarnation: s.incarnation,
             saved_at_ms: s.saved_at_ms,
             bytes: s.bytes,
         })
@@ -179,6 +188,8 @@ pub struct RecordHeader {
     pub incarnation: u64,
     /// Whether a snapshot follows the header.
     pub has_snapshot: bool,
+    /// The incarnation that wrote the snapshot (0 without one).
+    pub written_by: u64,
     /// When the snapshot was saved (0 without one).
     pub saved_at_ms: u64,
     /// Length of the snapshot in bytes (0 without one).
@@ -222,7 +233,8 @@ impl RecordHeader {
         Ok(Self {
             incarnation: u64_at(7),
             has_snapshot,
-            saved_at_ms: u64_at(15),
+            written_by: u64_at(15),
+            saved_at_ms: u64_at(23),
             snapshot_len,
         })
     }
@@ -239,6 +251,7 @@ mod tests {
         let record = Record {
             incarnation: 0x0102_0304_0506_0708,
             snapshot: Some(Snapshot {
+                incarnation: 0x0102_0304_0506_0700,
                 saved_at_ms: 1_700_000_000_123,
                 bytes: b"BSNPxy".to_vec(),
             }),
@@ -247,12 +260,20 @@ mod tests {
             b'B', b'R', b'E', b'C', // magic
             0x01, 0x00, // record version 1
             0x01, // flags: has snapshot
-            0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, // incarnation
+            0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, // incarnation (fence)
+            0x00, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, // written by
             0x7b, 0x68, 0xe5, 0xcf, 0x8b, 0x01, 0x00, 0x00, // saved_at_ms
             b'B', b'S', b'N', b'P', b'x', b'y', // snapshot
         ];
         assert_eq!(record.encode(), golden);
         assert_eq!(Record::decode(golden).unwrap(), record);
+        // The port reports the writer's incarnation, not the fence.
+        let stored = record.into_stored().unwrap();
+        assert_eq!(stored.incarnation, 0x0102_0304_0506_0700);
+        assert_eq!(
+            (stored.saved_at_ms, stored.bytes),
+            (1_700_000_000_123, b"BSNPxy".to_vec())
+        );
     }
 
     #[test]
@@ -263,7 +284,8 @@ mod tests {
         };
         let golden: &[u8] = &[
             b'B', b'R', b'E', b'C', 0x01, 0x00, 0x00, // magic, version 1, no flags
-            3, 0, 0, 0, 0, 0, 0, 0, // incarnation
+            3, 0, 0, 0, 0, 0, 0, 0, // incarnation (fence)
+            0, 0, 0, 0, 0, 0, 0, 0, // written by
             0, 0, 0, 0, 0, 0, 0, 0, // saved_at_ms
         ];
         assert_eq!(record.encode(), golden);
@@ -286,6 +308,7 @@ mod tests {
         let record = Record {
             incarnation: 9,
             snapshot: Some(Snapshot {
+                incarnation: 8,
                 saved_at_ms: 42,
                 bytes: vec![7; 1000],
             }),
@@ -296,6 +319,7 @@ mod tests {
             RecordHeader {
                 incarnation: 9,
                 has_snapshot: true,
+                written_by: 8,
                 saved_at_ms: 42,
                 snapshot_len: 1000,
             }

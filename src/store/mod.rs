@@ -2,14 +2,14 @@
 //! [`SnapshotStore`] port of the `supervisors` crate.
 //!
 //! - **Writes** (claims, saves, removes) go to a single writer thread that group-commits them
-//!   durably and acknowledges each only after its commit ([`writer`]). Incarnation fencing is
+//!   durably and acknowledges each only after its commit (`writer.rs`). Incarnation fencing is
 //!   checked there, in commit order, exactly as [`check_fence`](supervisors::snapshot::check_fence)
 //!   defines it.
 //! - **Reads** ([`load`](SnapshotStore::load), [`Store::list`]) run on tokio's blocking pool in
 //!   their own read transactions, concurrently with the writer (redb's MVCC gives each one a
 //!   consistent view of the last commit).
 //! - **Opening** refuses, without modifying them, files that are not a borg store or were written
-//!   by a newer borg ([`open`]); everything persisted carries a version ([`format`]).
+//!   by a newer borg (`open.rs`); everything persisted carries a version ([`format`](mod@format)).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

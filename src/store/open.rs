@@ -157,8 +157,9 @@ pub(crate) fn open_database(data_dir: &Path) -> Result<(Database, PathBuf), Open
     }
     verify(&path).map_err(err)?;
     let db = guarded(|| builder().open(&path)).map_err(err)?;
-    // Verified above without the lock; check again now that the file is ours to write, in case
-    // it was swapped in between. Both checks only read.
+    // Verified above without holding the lock; check again now that we hold it, in case the
+    // file was swapped in between (the writable open has then touched only the header of a file
+    // that passed verification a moment ago).
     check_meta(&db).map_err(err)?;
     remove_leftovers(data_dir);
     Ok((db, path))

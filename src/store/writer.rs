@@ -262,7 +262,11 @@ fn save(
     }
     let record = Record {
         incarnation,
-        snapshot: Some(Snapshot { saved_at_ms, bytes }),
+        snapshot: Some(Snapshot {
+            incarnation,
+            saved_at_ms,
+            bytes,
+        }),
     };
     put(table, key, &record)
 }
