@@ -303,21 +303,10 @@ impl SupervisorState {
                 if child.status != Status::Running {
                     continue;
                 }
-                let (shutdown, temporary, path) = (
-                    child.spec.shutdown,
-                    child.spec.restart == Restart::Temporary,
-                    child.path.clone(),
-                );
-                if let Some(cell) = self.children.detach(id) {
-                    stop_child(&cell, shutdown).await;
-                }
-                if temporary {
-                    self.children.remove(id);
+                let path = child.path.clone();
+                if !self.stop_one(id, Status::Restarting).await {
                     self.introspection.stopped(&path, "shutdown");
                     continue;
-                }
-                if let Some(child) = self.children.get_mut(id) {
-                    child.status = Status::Restarting;
                 }
                 self.introspection.set_status(&path, Status::Restarting);
             }
@@ -385,14 +374,7 @@ impl SupervisorState {
                 }
                 Err(e) => {
                     for done in started.iter().rev() {
-                        let shutdown = self.children.get(done).map(|c| c.spec.shutdown);
-                        if let (Some(cell), Some(shutdown)) = (self.children.detach(done), shutdown)
-                        {
-                            stop_child(&cell, shutdown).await;
-                        }
-                        if let Some(child) = self.children.get_mut(done) {
-                            child.status = Status::Restarting;
-                        }
+                        self.stop_one(done, Status::Restarting).await;
                     }
                     let reason = e.to_string();
                     if let Some(child) = self.children.get_mut(id) {
@@ -579,29 +561,42 @@ impl SupervisorState {
     }
 
     async fn terminate(&mut self, id: &str) -> Result<(), SupervisorError> {
-        let child = self
+        let path = self
             .children
             .get(id)
-            .ok_or_else(|| SupervisorError::NotFound(id.to_owned()))?;
-        let (shutdown, temporary, path) = (
+            .ok_or_else(|| SupervisorError::NotFound(id.to_owned()))?
+            .path
+            .clone();
+        // Detaching also bumps the generation, cancelling pending restart and breaker timers.
+        if self.stop_one(id, Status::Stopped).await {
+            self.introspection.exited(&path, "terminated");
+        } else {
+            self.introspection.stopped(&path, "terminated");
+        }
+        Ok(())
+    }
+
+    /// Stops the running incarnation of `id`, if any, by its shutdown mode. A temporary
+    /// child's spec is dropped; any other is left in `status`. Returns whether the spec is kept.
+    async fn stop_one(&mut self, id: &str, status: Status) -> bool {
+        let Some(child) = self.children.get(id) else {
+            return false;
+        };
+        let (shutdown, temporary) = (
             child.spec.shutdown,
             child.spec.restart == Restart::Temporary,
-            child.path.clone(),
         );
-        // Detaching also bumps the generation, cancelling pending restart and breaker timers.
         if let Some(cell) = self.children.detach(id) {
             stop_child(&cell, shutdown).await;
         }
         if temporary {
             self.children.remove(id);
-            self.introspection.stopped(&path, "terminated");
-        } else {
-            if let Some(child) = self.children.get_mut(id) {
-                child.status = Status::Stopped;
-            }
-            self.introspection.exited(&path, "terminated");
+            return false;
         }
-        Ok(())
+        if let Some(child) = self.children.get_mut(id) {
+            child.status = status;
+        }
+        true
     }
 
     async fn restart_on_request(
@@ -685,16 +680,10 @@ impl SupervisorState {
     /// Stops every child in reverse start order, each by its own shutdown mode.
     async fn shutdown_all(&mut self) {
         for id in self.children.ids().into_iter().rev() {
-            let Some(child) = self.children.get(&id) else {
+            let Some(path) = self.children.get(&id).map(|c| c.path.clone()) else {
                 continue;
             };
-            let (shutdown, path) = (child.spec.shutdown, child.path.clone());
-            if let Some(cell) = self.children.detach(&id) {
-                stop_child(&cell, shutdown).await;
-            }
-            if let Some(child) = self.children.get_mut(&id) {
-                child.status = Status::Stopped;
-            }
+            self.stop_one(&id, Status::Stopped).await;
             self.introspection.stopped(&path, "shutdown");
         }
     }
