@@ -7,12 +7,15 @@
 //! child is in a restart loop (OTP-9549). Only stopping children (during a group restart,
 //! an escalation or shutdown) awaits inside a handler, bounded by each child's shutdown timeout.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
-use crate::api::{ChildCounts, ChildInfo, SupervisorError, SupervisorMsg, Timer};
-use crate::breaker::{Breaker, BreakerPolicy, BreakerState, Verdict};
+mod breaking;
+mod requests;
+
+use crate::api::{SupervisorError, SupervisorMsg, Timer};
+use crate::breaker::Verdict;
 use crate::children::Children;
 use crate::introspect::{ActorStats, Introspection, Status};
 use crate::policy::{Intensity, Jitter, Restart, RestartWindow, Shutdown, Strategy};
@@ -194,7 +197,7 @@ impl SupervisorState {
     }
 
     /// Starts one incarnation of `id`. `Ok(None)` means the start function chose not to run.
-    async fn start(
+    pub(super) async fn start(
         &mut self,
         myself: &ActorRef<SupervisorMsg>,
         id: &str,
@@ -339,7 +342,11 @@ impl SupervisorState {
         Ok(())
     }
 
-    fn timer_for(&self, ids: &[ChildId], make: impl FnOnce(Vec<(ChildId, u64)>) -> Timer) -> Timer {
+    pub(super) fn timer_for(
+        &self,
+        ids: &[ChildId],
+        make: impl FnOnce(Vec<(ChildId, u64)>) -> Timer,
+    ) -> Timer {
         let tagged = ids
             .iter()
             .filter_map(|id| self.children.get(id).map(|c| (id.clone(), c.generation)))
@@ -350,7 +357,7 @@ impl SupervisorState {
     /// Starts every child of `group` still waiting for a restart, in start order. If one fails
     /// to start, the ones started in this round are stopped again and the whole group is
     /// retried later; every failed attempt counts towards the intensity.
-    async fn restart_group(
+    pub(super) async fn restart_group(
         &mut self,
         myself: &ActorRef<SupervisorMsg>,
         mut group: Vec<ChildId>,
@@ -409,176 +416,9 @@ impl SupervisorState {
         Ok(())
     }
 
-    fn park(&mut self, myself: &ActorRef<SupervisorMsg>, id: &str, cool_down: Option<Duration>) {
-        let Some(child) = self.children.get_mut(id) else {
-            return;
-        };
-        child.status = Status::Parked;
-        let path = child.path.clone();
-        let state = child
-            .breaker
-            .as_ref()
-            .map_or(BreakerState::Open, Breaker::state);
-        self.introspection.set_status(&path, Status::Parked);
-        self.introspection.breaker(&path, state);
-        if let Some(cool_down) = cool_down {
-            let timer = self.timer_for(&[id.to_owned()], |mut v| {
-                let (id, generation) = v.remove(0);
-                Timer::CoolDown { id, generation }
-            });
-            myself.send_after(cool_down, move || SupervisorMsg::Timer(timer));
-        }
-    }
-
-    async fn on_timer(
-        &mut self,
-        myself: &ActorRef<SupervisorMsg>,
-        timer: Timer,
-    ) -> Result<(), ActorProcessingErr> {
-        match timer {
-            Timer::Restart { group } => {
-                let current: Vec<ChildId> = group
-                    .into_iter()
-                    .filter(|(id, generation)| {
-                        self.children
-                            .get(id)
-                            .is_some_and(|c| c.generation == *generation)
-                    })
-                    .map(|(id, _)| id)
-                    .collect();
-                self.restart_group(myself, current).await
-            }
-            Timer::CoolDown { id, generation } => {
-                let Some(child) = self.children.get_mut(&id) else {
-                    return Ok(());
-                };
-                if child.generation != generation || child.status != Status::Parked {
-                    return Ok(());
-                }
-                let probe = child
-                    .breaker
-                    .as_mut()
-                    .is_some_and(Breaker::on_cool_down_elapsed);
-                if probe {
-                    self.probe(myself, &id).await;
-                }
-                Ok(())
-            }
-            Timer::Probe { id, generation } => {
-                let Some(child) = self.children.get_mut(&id) else {
-                    return Ok(());
-                };
-                if child.generation == generation && child.status == Status::Running {
-                    let closed = child
-                        .breaker
-                        .as_mut()
-                        .is_some_and(Breaker::on_probe_survived);
-                    if closed {
-                        child.consecutive = 0;
-                        let path = child.path.clone();
-                        self.introspection.breaker(&path, BreakerState::Closed);
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// Half-open: start one incarnation and check back after the probe uptime.
-    async fn probe(&mut self, myself: &ActorRef<SupervisorMsg>, id: &str) {
-        let Some(child) = self.children.get(id) else {
-            return;
-        };
-        let path = child.path.clone();
-        self.introspection.breaker(&path, BreakerState::HalfOpen);
-        match self.start(myself, id).await {
-            Ok(Some(_)) => {
-                let Some(child) = self.children.get_mut(id) else {
-                    return;
-                };
-                child.restarts += 1;
-                self.introspection.restarted(&path);
-                let uptime = child
-                    .breaker
-                    .as_ref()
-                    .map_or(Duration::ZERO, |b| b.policy().probe_uptime);
-                let timer = self.timer_for(&[id.to_owned()], |mut v| {
-                    let (id, generation) = v.remove(0);
-                    Timer::Probe { id, generation }
-                });
-                myself.send_after(uptime, move || SupervisorMsg::Timer(timer));
-            }
-            Ok(None) => {}
-            Err(e) => {
-                let verdict = self
-                    .children
-                    .get_mut(id)
-                    .and_then(|c| c.breaker.as_mut())
-                    .map(|b| b.on_failure(Instant::now()));
-                self.introspection
-                    .failed(&path, &e.to_string(), Status::Parked);
-                let cool_down = match verdict {
-                    Some(Verdict::Park(d)) => Some(d),
-                    _ => None,
-                };
-                self.park(myself, id, cool_down);
-            }
-        }
-    }
-
-    async fn force_breaker(
-        &mut self,
-        myself: &ActorRef<SupervisorMsg>,
-        id: &str,
-        open: bool,
-    ) -> Result<(), SupervisorError> {
-        let child = self
-            .children
-            .get_mut(id)
-            .ok_or_else(|| SupervisorError::NotFound(id.to_owned()))?;
-        let breaker = child
-            .breaker
-            .get_or_insert_with(|| Breaker::new(BreakerPolicy::default()));
-        if open {
-            breaker.force_open();
-            let shutdown = child.spec.shutdown;
-            if let Some(cell) = self.children.detach(id) {
-                stop_child(&cell, shutdown).await;
-            }
-            self.park(myself, id, None);
-            return Ok(());
-        }
-        breaker.force_close();
-        let (parked, path) = (child.status == Status::Parked, child.path.clone());
-        self.introspection.breaker(&path, BreakerState::Closed);
-        if parked {
-            self.children.detach(id);
-            self.start(myself, id)
-                .await
-                .map_err(SupervisorError::Start)?;
-        }
-        Ok(())
-    }
-
-    async fn terminate(&mut self, id: &str) -> Result<(), SupervisorError> {
-        let path = self
-            .children
-            .get(id)
-            .ok_or_else(|| SupervisorError::NotFound(id.to_owned()))?
-            .path
-            .clone();
-        // Detaching also bumps the generation, cancelling pending restart and breaker timers.
-        if self.stop_one(id, Status::Stopped).await {
-            self.introspection.exited(&path, "terminated");
-        } else {
-            self.introspection.stopped(&path, "terminated");
-        }
-        Ok(())
-    }
-
     /// Stops the running incarnation of `id`, if any, by its shutdown mode. A temporary
     /// child's spec is dropped; any other is left in `status`. Returns whether the spec is kept.
-    async fn stop_one(&mut self, id: &str, status: Status) -> bool {
+    pub(super) async fn stop_one(&mut self, id: &str, status: Status) -> bool {
         let Some(child) = self.children.get(id) else {
             return false;
         };
@@ -597,72 +437,6 @@ impl SupervisorState {
             child.status = status;
         }
         true
-    }
-
-    async fn restart_on_request(
-        &mut self,
-        myself: &ActorRef<SupervisorMsg>,
-        id: &str,
-    ) -> Result<Option<ActorCell>, SupervisorError> {
-        let child = self
-            .children
-            .get(id)
-            .ok_or_else(|| SupervisorError::NotFound(id.to_owned()))?;
-        match child.status {
-            Status::Running => Err(SupervisorError::Running(id.to_owned())),
-            Status::Restarting => Err(SupervisorError::Restarting(id.to_owned())),
-            Status::Parked => Err(SupervisorError::Parked(id.to_owned())),
-            Status::Stopped => self.start(myself, id).await.map_err(SupervisorError::Start),
-        }
-    }
-
-    fn delete(&mut self, id: &str) -> Result<(), SupervisorError> {
-        let child = self
-            .children
-            .get(id)
-            .ok_or_else(|| SupervisorError::NotFound(id.to_owned()))?;
-        match child.status {
-            Status::Running => Err(SupervisorError::Running(id.to_owned())),
-            Status::Restarting => Err(SupervisorError::Restarting(id.to_owned())),
-            Status::Parked | Status::Stopped => {
-                let path = child.path.clone();
-                self.children.remove(id);
-                self.introspection.stopped(&path, "deleted");
-                Ok(())
-            }
-        }
-    }
-
-    fn which_children(&self) -> Vec<ChildInfo> {
-        self.children
-            .iter()
-            .map(|c| ChildInfo {
-                id: c.spec.id.clone(),
-                kind: c.spec.kind.clone(),
-                status: c.status,
-                restarts: c.restarts,
-                breaker: c.breaker.as_ref().map(Breaker::state),
-                actor: c.cell.clone(),
-            })
-            .collect()
-    }
-
-    fn count_children(&self) -> ChildCounts {
-        let mut counts = ChildCounts {
-            specs: self.children.len(),
-            ..ChildCounts::default()
-        };
-        for child in self.children.iter() {
-            if child.cell.is_some() {
-                counts.active += 1;
-            }
-            if child.spec.kind == "supervisor" {
-                counts.supervisors += 1;
-            } else {
-                counts.workers += 1;
-            }
-        }
-        counts
     }
 
     /// Intensity exceeded: stop every child in order, then fail to the parent.
