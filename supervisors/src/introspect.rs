@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::breaker::BreakerState;
-use crate::snapshot::now_ms;
+use crate::clock::now_ms;
 
 /// Per-incarnation counters, shared between an actor, its handles and the registry.
 #[derive(Debug, Default)]

@@ -22,17 +22,20 @@
 pub mod api;
 pub mod breaker;
 mod children;
+mod clock;
 pub mod instrument;
 pub mod introspect;
 pub mod policy;
 pub mod snapshot;
 pub mod spec;
 pub mod supervisor;
+mod supervisor_ref;
 
-pub use api::{ChildCounts, ChildInfo, SupervisorError, SupervisorMsg, SupervisorRef};
+pub use api::{ChildCounts, ChildInfo, SupervisorError, SupervisorMsg};
 pub use breaker::{BreakerPolicy, BreakerState};
 pub use instrument::{Handle, Instrumented};
 pub use introspect::{ActorInfo, ActorStats, Event, EventRecord, Introspection, Status};
 pub use policy::{Backoff, Intensity, Restart, Shutdown, Strategy};
 pub use spec::{ChildId, ChildSpec, StartCtx, StartError, StartResult};
 pub use supervisor::{Supervisor, SupervisorSpec};
+pub use supervisor_ref::SupervisorRef;

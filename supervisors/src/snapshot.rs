@@ -51,11 +51,11 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use crate::clock::now_ms;
 use crate::introspect::ActorStats;
 
 /// The four bytes every snapshot starts with.
@@ -219,13 +219,6 @@ pub trait SnapshotStore: Send + Sync + 'static {
     fn load<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredSnapshot>>;
     /// Forgets `key` (a finished task, an unregistered chat), fenced like [`save`](Self::save).
     fn remove<'a>(&'a self, key: &'a str, incarnation: u64) -> StoreFuture<'a, ()>;
-}
-
-/// Milliseconds since the Unix epoch, the clock snapshots are stamped with.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A non-durable [`SnapshotStore`] in memory, for tests and examples. It enforces the same
