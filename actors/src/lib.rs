@@ -4,5 +4,6 @@
 //! fakes.
 
 pub mod agent;
+pub mod chat;
 
 pub use supervisors;

@@ -1,0 +1,9 @@
+//! Chat: the port to messaging platforms and the actors that turn chat messages into agent
+//! runs.
+
+pub mod port;
+
+pub use port::{
+    ChatId, ChatTransport, Format, InboundSink, IncomingMessage, Platform, TransportError,
+    TransportFuture,
+};
