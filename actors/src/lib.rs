@@ -5,5 +5,6 @@
 
 pub mod agent;
 pub mod chat;
+pub mod slots;
 
 pub use supervisors;

@@ -1,7 +1,10 @@
 //! Chat: the port to messaging platforms and the actors that turn chat messages into agent
 //! runs.
 
+pub mod command;
 pub mod port;
+pub mod split;
+pub mod trigger;
 
 pub use port::{
     ChatId, ChatTransport, Format, InboundSink, IncomingMessage, Platform, TransportError,
