@@ -2,6 +2,7 @@
 //! runs.
 
 pub mod command;
+pub mod group;
 pub mod port;
 pub mod split;
 pub mod trigger;

@@ -28,7 +28,7 @@ pub fn mentions_name(text: &str, name: &str) -> bool {
         }
         let mut rest = chars[i + 1..].iter().flat_map(|c| c.to_lowercase());
         let matched = needle.iter().all(|n| rest.next() == Some(*n));
-        let after = chars[i + 1..].iter().skip(name.chars().count()).next();
+        let after = chars.get(i + 1 + name.chars().count());
         matched && !after.is_some_and(|c| is_word(*c))
     })
 }
