@@ -4,6 +4,7 @@
 pub mod command;
 pub mod group;
 pub mod port;
+pub mod router;
 pub mod split;
 pub mod trigger;
 

@@ -1,0 +1,171 @@
+//! The router's answers to chat commands.
+
+use std::time::Duration;
+
+use ractor::ActorProcessingErr;
+use supervisors::BreakerState;
+use supervisors::snapshot::now_ms;
+
+use super::{RouterState, group_child_id};
+use crate::chat::command::{Command, help};
+use crate::chat::group::{GroupMsg, store_key};
+use crate::chat::port::IncomingMessage;
+
+/// How long `/groups` waits for each group's status before showing it as busy.
+const STATUS_WAIT: Duration = Duration::from_millis(500);
+
+impl RouterState {
+    pub(super) async fn command(
+        &mut self,
+        msg: IncomingMessage,
+        command: Command,
+    ) -> Result<(), ActorProcessingErr> {
+        let registered = self.book.registered.contains_key(&msg.chat);
+        if !registered && !command.allowed_unregistered() {
+            return Ok(());
+        }
+        if command.admin_only() && !self.is_admin(&msg) {
+            let text = "Only admins can do that. Admins are listed in BORG_ADMIN_USERS or are members of the admin chat.";
+            self.reply(&msg, text).await;
+            return Ok(());
+        }
+        let answer = match command {
+            Command::Register => self.register(&msg).await?,
+            Command::Unregister => self.unregister(&msg).await?,
+            Command::Status => self.status().await,
+            Command::Version => format!("borg {}", self.args.settings.version),
+            Command::Groups => self.groups().await,
+            Command::Task { title, description } => {
+                if title.is_empty() {
+                    "Usage: /task <title>, with the description on the next lines.".to_owned()
+                } else {
+                    let id = self.book.add_task(
+                        title.clone(),
+                        description,
+                        msg.chat.clone(),
+                        msg.sender_name.clone(),
+                        now_ms(),
+                    );
+                    self.save().await?;
+                    format!("Task #{id} created: {title}")
+                }
+            }
+            Command::Tasks => self.tasks(),
+            Command::Pipeline => self.args.settings.pipeline_summary.clone(),
+            Command::ChatId => format!("This chat's id: {}", msg.chat),
+            Command::Ping => "Borg online.".to_owned(),
+            Command::Help | Command::Unknown(_) => {
+                help(&self.args.group_deps.settings.assistant_name)
+            }
+        };
+        self.reply(&msg, &answer).await;
+        Ok(())
+    }
+
+    async fn register(&mut self, msg: &IncomingMessage) -> Result<String, ActorProcessingErr> {
+        if self.book.registered.contains_key(&msg.chat) {
+            return Ok("This chat is already registered.".to_owned());
+        }
+        if self.transport(&msg.chat).is_none() {
+            return Ok("This platform is not connected.".to_owned());
+        }
+        self.book
+            .registered
+            .insert(msg.chat.clone(), msg.chat_title.clone());
+        self.save().await?;
+        self.start_group(&msg.chat, &msg.chat_title).await;
+        let name = &self.args.group_deps.settings.assistant_name;
+        Ok(format!(
+            "Registered \"{}\". Mention @{name} to talk to me.",
+            msg.chat_title
+        ))
+    }
+
+    async fn unregister(&mut self, msg: &IncomingMessage) -> Result<String, ActorProcessingErr> {
+        let id = group_child_id(&msg.chat);
+        if let Ok(Some(cell)) = self.args.groups.child(&id).await {
+            let group: ractor::ActorRef<GroupMsg> = cell.into();
+            match ractor::call_t!(group, GroupMsg::PrepareRetire, 5_000) {
+                Ok(Ok(())) => {}
+                Ok(Err(why)) => return Ok(format!("Not now: {why}.")),
+                Err(e) => return Ok(format!("Not now: the chat's actor did not answer ({e}).")),
+            }
+        }
+        let _ = self.args.groups.terminate_child(&id).await;
+        let _ = self.args.groups.delete_child(&id).await;
+        self.groups.remove(&msg.chat);
+        // Claiming fences out any late write of the old group; then its state is forgotten.
+        let key = store_key(&msg.chat);
+        let claim = self.args.store.claim(&key).await?;
+        self.args.store.remove(&key, claim.incarnation).await?;
+        self.book.registered.remove(&msg.chat);
+        self.save().await?;
+        Ok("Unregistered. I will not answer here any more.".to_owned())
+    }
+
+    async fn status(&self) -> String {
+        let s = &self.args.settings;
+        let slots = &self.args.group_deps.slots;
+        let agents = match ractor::call_t!(slots, crate::slots::SlotsMsg::Usage, 1_000) {
+            Ok(usage) => format!("{} of {}", usage.running.len(), usage.limit),
+            Err(_) => "unknown".to_owned(),
+        };
+        let tripped: Vec<String> = self
+            .args
+            .introspection
+            .list()
+            .into_iter()
+            .filter(|a| a.breaker.is_some_and(|b| b != BreakerState::Closed))
+            .map(|a| format!("{} ({:?})", a.path, a.breaker.unwrap_or(BreakerState::Open)))
+            .collect();
+        format!(
+            "borg {}\nUp {} s\nGroups: {} registered\nAgents running: {}\nModel: {}\nBreakers open: {}",
+            s.version,
+            s.started.elapsed().as_secs(),
+            self.book.registered.len(),
+            agents,
+            self.args.group_deps.settings.model,
+            if tripped.is_empty() {
+                "none".to_owned()
+            } else {
+                tripped.join(", ")
+            }
+        )
+    }
+
+    async fn groups(&self) -> String {
+        if self.book.registered.is_empty() {
+            return "No chats are registered.".to_owned();
+        }
+        let mut out = String::from("Registered chats:");
+        for (chat, title) in &self.book.registered {
+            let phase = match self.groups.get(chat) {
+                Some(group) => {
+                    match ractor::call_t!(group, GroupMsg::Status, STATUS_WAIT.as_millis() as u64) {
+                        Ok(status) => format!("{:?}", status.phase).to_lowercase(),
+                        Err(_) => "busy".to_owned(),
+                    }
+                }
+                None => "not running".to_owned(),
+            };
+            out.push_str(&format!("\n{title} ({chat}): {phase}"));
+        }
+        out
+    }
+
+    fn tasks(&self) -> String {
+        if self.book.tasks.is_empty() {
+            return "No tasks yet. Create one with /task <title>.".to_owned();
+        }
+        let mut out = String::from("Recent tasks:");
+        for task in self.book.recent_tasks(20) {
+            out.push_str(&format!(
+                "\n{} #{} {}",
+                task.status.icon(),
+                task.id,
+                task.title
+            ));
+        }
+        out
+    }
+}

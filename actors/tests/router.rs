@@ -1,0 +1,330 @@
+//! The chat router: commands, who may run them, registration and forwarding to groups.
+
+mod fakes;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actors::chat::group::{ChatSettings, GroupDeps};
+use actors::chat::router::{Router, RouterArgs, RouterMsg, RouterSettings};
+use actors::chat::{ChatId, ChatTransport, IncomingMessage, Platform};
+use actors::slots::AgentSlots;
+use fakes::*;
+use ractor::{Actor, ActorRef};
+use supervisors::snapshot::{MemoryStore, SnapshotStore};
+use supervisors::{Introspection, SupervisorRef, SupervisorSpec};
+
+struct Rig {
+    chat: Arc<FakeChat>,
+    agent: Arc<FakeAgent>,
+    store: Arc<dyn SnapshotStore>,
+    introspection: Introspection,
+    groups: SupervisorRef,
+    deps: GroupDeps,
+    _dir: tempfile::TempDir,
+}
+
+async fn rig(held: bool) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let chat = shared(FakeChat::default());
+    let agent = shared(FakeAgent::new(held));
+    let store: Arc<dyn SnapshotStore> = Arc::new(MemoryStore::new());
+    let introspection = Introspection::new();
+    let (groups, _) =
+        SupervisorRef::spawn_root("groups", SupervisorSpec::default(), introspection.clone())
+            .await
+            .unwrap();
+    let (slots, _) = Actor::spawn(None, AgentSlots, 4).await.unwrap();
+    let deps = GroupDeps {
+        settings: Arc::new(ChatSettings {
+            assistant_name: "Borg".into(),
+            model: "claude-sonnet-4-6".into(),
+            collection_window: Duration::from_millis(50),
+            cooldown: Duration::from_millis(50),
+            rate_limit_per_minute: 100,
+            rate_window: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            hard_timeout: Duration::from_secs(60),
+            sessions_dir: dir.path().to_path_buf(),
+            system_prompt: None,
+        }),
+        transport: chat.clone(),
+        runner: agent.clone(),
+        slots,
+        store: store.clone(),
+    };
+    Rig {
+        chat,
+        agent,
+        store,
+        introspection,
+        groups,
+        deps,
+        _dir: dir,
+    }
+}
+
+impl Rig {
+    async fn router(&self) -> ActorRef<RouterMsg> {
+        let transport: Arc<dyn ChatTransport> = self.chat.clone();
+        let args = RouterArgs {
+            settings: RouterSettings {
+                version: "9.9.9".into(),
+                started: Instant::now(),
+                admin_chat: Some(ChatId("tg:admins".into())),
+                admin_users: vec!["42".into()],
+                pipeline_summary: "Repo: /srv/borg; tests: cargo test".into(),
+            },
+            transports: HashMap::from([(Platform::Telegram, transport)]),
+            group_deps: self.deps.clone(),
+            groups: self.groups.clone(),
+            store: self.store.clone(),
+            introspection: self.introspection.clone(),
+        };
+        Actor::spawn(None, Router, args).await.unwrap().0
+    }
+
+    /// Sends `text` from `sender` in `chat` and returns the next message the bot sends.
+    async fn say(
+        &self,
+        router: &ActorRef<RouterMsg>,
+        chat: &str,
+        sender: &str,
+        text: &str,
+    ) -> Option<String> {
+        let before = self.chat.texts().len();
+        router
+            .cast(RouterMsg::Incoming(msg(chat, sender, text)))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_millis(400);
+        while Instant::now() < deadline {
+            if let Some(t) = self.chat.texts().get(before) {
+                return Some(t.clone());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        None
+    }
+}
+
+static NEXT_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+fn msg(chat: &str, sender: &str, text: &str) -> IncomingMessage {
+    let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    IncomingMessage {
+        chat: ChatId(chat.into()),
+        chat_title: format!("chat {chat}"),
+        sender_id: sender.into(),
+        sender_name: sender.into(),
+        ..message(id, text)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unregistered_chat_answers_only_chatid_ping_and_help() {
+    let rig = rig(false).await;
+    let router = rig.router().await;
+    assert_eq!(
+        rig.say(&router, "tg:5", "tg:1", "/ping").await.unwrap(),
+        "Borg online."
+    );
+    assert_eq!(
+        rig.say(&router, "tg:5", "tg:1", "/chatid").await.unwrap(),
+        "This chat's id: tg:5"
+    );
+    assert!(
+        rig.say(&router, "tg:5", "tg:1", "/help")
+            .await
+            .unwrap()
+            .contains("/register")
+    );
+    for silent in [
+        "/status",
+        "/groups",
+        "/tasks",
+        "/version",
+        "/pipeline",
+        "@Borg hello?",
+    ] {
+        assert_eq!(
+            rig.say(&router, "tg:5", "tg:1", silent).await,
+            None,
+            "{silent}"
+        );
+    }
+    assert_eq!(rig.agent.runs(), 0, "nothing triggers an agent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_register_and_then_mentions_reach_the_agent() {
+    let rig = rig(false).await;
+    let router = rig.router().await;
+    let refused = rig.say(&router, "tg:5", "tg:7", "/register").await.unwrap();
+    assert!(refused.starts_with("Only admins"), "{refused}");
+    let ok = rig
+        .say(&router, "tg:5", "tg:42", "/register")
+        .await
+        .unwrap();
+    assert!(ok.starts_with("Registered"), "{ok}");
+    assert_eq!(
+        rig.say(&router, "tg:5", "tg:42", "/register")
+            .await
+            .unwrap(),
+        "This chat is already registered."
+    );
+    router
+        .cast(RouterMsg::Incoming(msg("tg:5", "tg:7", "@Borg hello")))
+        .unwrap();
+    until("an answer", || {
+        rig.chat.texts().iter().any(|t| t == "DONE 1")
+    })
+    .await;
+    assert!(rig.introspection.get("groups/group:tg:5").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_of_the_admin_chat_are_admins_everywhere() {
+    let rig = rig(false).await;
+    let router = rig.router().await;
+    router
+        .cast(RouterMsg::Incoming(msg("tg:admins", "tg:9", "morning all")))
+        .unwrap();
+    let ok = rig.say(&router, "tg:6", "tg:9", "/register").await.unwrap();
+    assert!(ok.starts_with("Registered"), "{ok}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_are_created_by_admins_and_listed() {
+    let rig = rig(false).await;
+    let router = rig.router().await;
+    rig.say(&router, "tg:5", "tg:42", "/register")
+        .await
+        .unwrap();
+    assert!(
+        rig.say(&router, "tg:5", "tg:7", "/task Nope")
+            .await
+            .unwrap()
+            .starts_with("Only admins")
+    );
+    assert!(
+        rig.say(&router, "tg:5", "tg:42", "/task")
+            .await
+            .unwrap()
+            .starts_with("Usage")
+    );
+    let created = rig
+        .say(
+            &router,
+            "tg:5",
+            "tg:42",
+            "/task Fix login\nEmpty passwords crash it.",
+        )
+        .await
+        .unwrap();
+    assert_eq!(created, "Task #1 created: Fix login");
+    assert_eq!(
+        rig.say(&router, "tg:5", "tg:7", "/tasks").await.unwrap(),
+        "Recent tasks:\n~ #1 Fix login"
+    );
+    assert_eq!(rig.agent.runs(), 0, "commands are not agent runs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn informational_commands_answer_in_a_registered_chat() {
+    let rig = rig(false).await;
+    let router = rig.router().await;
+    rig.say(&router, "tg:5", "tg:42", "/register")
+        .await
+        .unwrap();
+    let status = rig.say(&router, "tg:5", "tg:7", "/status").await.unwrap();
+    assert!(
+        status.contains("borg 9.9.9")
+            && status.contains("Groups: 1 registered")
+            && status.contains("Agents running: 0 of 4")
+            && status.contains("claude-sonnet-4-6"),
+        "{status}"
+    );
+    assert!(status.contains("Breakers open: none"), "{status}");
+    assert_eq!(
+        rig.say(&router, "tg:5", "tg:7", "/version").await.unwrap(),
+        "borg 9.9.9"
+    );
+    let groups = rig.say(&router, "tg:5", "tg:7", "/groups").await.unwrap();
+    assert_eq!(groups, "Registered chats:\nchat tg:5 (tg:5): idle");
+    assert_eq!(
+        rig.say(&router, "tg:5", "tg:7", "/pipeline").await.unwrap(),
+        "Repo: /srv/borg; tests: cargo test"
+    );
+    assert!(
+        rig.say(&router, "tg:5", "tg:7", "/frobnicate")
+            .await
+            .unwrap()
+            .contains("/register")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unregister_waits_for_a_run_then_forgets_the_chat() {
+    let rig = rig(true).await;
+    let router = rig.router().await;
+    rig.say(&router, "tg:5", "tg:42", "/register")
+        .await
+        .unwrap();
+    router
+        .cast(RouterMsg::Incoming(msg("tg:5", "tg:7", "@Borg work")))
+        .unwrap();
+    until("run started", || rig.agent.runs() == 1).await;
+    let refused = rig
+        .say(&router, "tg:5", "tg:42", "/unregister")
+        .await
+        .unwrap();
+    assert!(
+        refused.starts_with("Not now: a run is in progress"),
+        "{refused}"
+    );
+    rig.agent.release();
+    until("answered", || {
+        rig.chat.texts().iter().any(|t| t == "DONE 1")
+    })
+    .await;
+    let done = rig
+        .say(&router, "tg:5", "tg:42", "/unregister")
+        .await
+        .unwrap();
+    assert!(done.starts_with("Unregistered"), "{done}");
+    assert_eq!(
+        rig.store.load("chat/group/tg:5").await.unwrap(),
+        None,
+        "state forgotten"
+    );
+    assert_eq!(
+        rig.say(&router, "tg:5", "tg:7", "@Borg still there?").await,
+        None
+    );
+    assert_eq!(rig.agent.runs(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_survive_a_router_restart() {
+    let rig = rig(false).await;
+    let router = rig.router().await;
+    rig.say(&router, "tg:5", "tg:42", "/register")
+        .await
+        .unwrap();
+    router.kill_and_wait(None).await.unwrap();
+    rig.groups.terminate_child("group:tg:5").await.unwrap();
+    rig.groups.delete_child("group:tg:5").await.unwrap();
+    let router = rig.router().await;
+    router
+        .cast(RouterMsg::Incoming(msg(
+            "tg:5",
+            "tg:7",
+            "@Borg are you back?",
+        )))
+        .unwrap();
+    until("answered after restart", || {
+        rig.chat.texts().iter().any(|t| t == "DONE 1")
+    })
+    .await;
+}
