@@ -103,6 +103,13 @@ pub struct Config {
     /// `BORG_SHUTDOWN_TIMEOUT_S`: how long an orderly shutdown may take before borg gives
     /// up on it, so a stuck actor cannot keep the daemon from exiting.
     pub shutdown_timeout_s: u64,
+    /// `AGENT_IDLE_TIMEOUT_S`: stops an agent that hangs without output long before the hard
+    /// `AGENT_TIMEOUT_S`.
+    pub agent_idle_timeout_s: u64,
+    /// `CLAUDE_BIN`: which `claude` to run, for installs outside PATH and for tests.
+    pub claude_bin: PathBuf,
+    /// `TELEGRAM_API_URL`: where the Bot API lives, so tests can point at a local fake.
+    pub telegram_api_url: Option<String>,
 }
 
 /// One `WATCHED_REPOS` entry: `path:test_cmd[!manual]:prompt_file:mode:lint_cmd:slug`.
@@ -204,6 +211,11 @@ impl Config {
             data_dir,
             log_format: parse::log_format("LOG_FORMAT", &or_default("LOG_FORMAT"))?,
             shutdown_timeout_s: number("BORG_SHUTDOWN_TIMEOUT_S", &or_default, 1, 3_600)?,
+            agent_idle_timeout_s: number("AGENT_IDLE_TIMEOUT_S", &or_default, 1, 86_400)?,
+            claude_bin: PathBuf::from(or_default("CLAUDE_BIN")),
+            telegram_api_url: get("TELEGRAM_API_URL")
+                .map(|url| parse::url("TELEGRAM_API_URL", url))
+                .transpose()?,
         })
     }
 
@@ -270,6 +282,11 @@ impl Config {
     /// `AGENT_TIMEOUT_S` as a duration.
     pub fn agent_timeout(&self) -> Duration {
         Duration::from_secs(self.agent_timeout_s)
+    }
+
+    /// `AGENT_IDLE_TIMEOUT_S` as a duration.
+    pub fn agent_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.agent_idle_timeout_s)
     }
 
     /// `BORG_SHUTDOWN_TIMEOUT_S` as a duration.
@@ -342,6 +359,9 @@ impl fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("log_format", &self.log_format)
             .field("shutdown_timeout_s", &self.shutdown_timeout_s)
+            .field("agent_idle_timeout_s", &self.agent_idle_timeout_s)
+            .field("claude_bin", &self.claude_bin)
+            .field("telegram_api_url", &self.telegram_api_url)
             .finish()
     }
 }

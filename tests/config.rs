@@ -123,6 +123,9 @@ fn every_variable_is_read_with_a_non_default_value() {
         ("DATA_DIR", "/var/lib/borg"),
         ("LOG_FORMAT", "JSON"),
         ("BORG_SHUTDOWN_TIMEOUT_S", "5"),
+        ("AGENT_IDLE_TIMEOUT_S", "45"),
+        ("CLAUDE_BIN", "/opt/claude/bin/claude"),
+        ("TELEGRAM_API_URL", "http://127.0.0.1:8081/"),
     ]);
     assert_eq!(
         c.telegram_bot_token.as_deref(),
@@ -152,6 +155,9 @@ fn every_variable_is_read_with_a_non_default_value() {
     assert_eq!(c.data_dir, Path::new("/var/lib/borg"));
     assert_eq!(c.log_format, LogFormat::Json);
     assert_eq!(c.shutdown_timeout_s, 5);
+    assert_eq!(c.agent_idle_timeout(), Duration::from_secs(45));
+    assert_eq!(c.claude_bin, Path::new("/opt/claude/bin/claude"));
+    assert_eq!(c.telegram_api_url.as_deref(), Some("http://127.0.0.1:8081"));
 
     assert_eq!(c.release_interval(), Duration::from_secs(3600));
     assert_eq!(c.collection_window(), Duration::ZERO);
@@ -166,7 +172,7 @@ fn every_variable_is_read_with_a_non_default_value() {
 #[test]
 fn the_table_documents_every_variable() {
     let names: Vec<&str> = VARIABLES.iter().map(|v| v.name).collect();
-    assert_eq!(names.len(), 24);
+    assert_eq!(names.len(), 27);
     for name in [
         "TELEGRAM_BOT_TOKEN",
         "WATCHED_REPOS",
@@ -248,6 +254,8 @@ fn bad_values_name_the_variable_the_value_and_what_is_allowed() {
         ("WEB_PORT", "0", &["(1 to 65535)"]),
         ("WEB_PORT", "65536", &["(1 to 65535)"]),
         ("BORG_SHUTDOWN_TIMEOUT_S", "3601", &["(1 to 3600)"]),
+        ("AGENT_IDLE_TIMEOUT_S", "0", &["(1 to 86400)"]),
+        ("TELEGRAM_API_URL", "ftp://example", &["http://"]),
         (
             "CONTINUOUS_MODE",
             "maybe",

@@ -43,6 +43,16 @@ pub(super) fn word(
     Ok(raw)
 }
 
+/// An `http://` or `https://` URL without whitespace; a trailing `/` is dropped.
+pub(super) fn url(var: &'static str, raw: String) -> Result<String, ConfigError> {
+    let raw = raw.trim().to_owned();
+    let has_scheme = raw.starts_with("http://") || raw.starts_with("https://");
+    if !has_scheme || raw.chars().any(char::is_whitespace) || raw.ends_with("//") {
+        return Err(ConfigError::invalid(var, &raw));
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
 /// An IPv4 or IPv6 address, surrounding whitespace ignored.
 pub(super) fn ip(var: &'static str, raw: &str) -> Result<IpAddr, ConfigError> {
     raw.trim()

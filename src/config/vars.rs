@@ -180,6 +180,26 @@ pub const VARIABLES: &[VarDoc] = &[
         meaning: "How long `borg run` waits for the actor tree to stop in order before \
                   giving up.",
     },
+    VarDoc {
+        name: "AGENT_IDLE_TIMEOUT_S",
+        default: "300",
+        allowed: "a whole number of seconds (1 to 86400)",
+        meaning: "An agent that prints nothing for this long is stopped (API retries count \
+                  as output).",
+    },
+    VarDoc {
+        name: "CLAUDE_BIN",
+        default: "claude",
+        allowed: "a command name on PATH or a path to the claude executable",
+        meaning: "The Claude Code CLI that agents run.",
+    },
+    VarDoc {
+        name: "TELEGRAM_API_URL",
+        default: "(unset)",
+        allowed: "an http:// or https:// URL",
+        meaning: "Base URL of the Telegram Bot API, for tests and self-hosted Bot API servers; \
+                  api.telegram.org when unset.",
+    },
 ];
 
 /// The documentation of `name`, if borg reads such a variable.
