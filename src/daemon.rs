@@ -53,8 +53,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         .map_err(|e| DaemonError::Startup(e.to_string()))?
         .map_err(|e| DaemonError::Startup(e.to_string()))?;
     let introspection = Introspection::new();
+    let config = std::sync::Arc::new(config);
     let spec = root_spec(TreeArgs {
-        data_dir: config.data_dir.clone(),
+        config: config.clone(),
         store: store.clone(),
         introspection: introspection.clone(),
         started,

@@ -3,10 +3,13 @@
 //! command line, configuration, the wiring of the tree, and the adapters to the outside
 //! world (redb for now; git, Docker, chat platforms, the claude CLI and HTTP as they come).
 
+pub mod chat;
+pub mod claude;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod logging;
 pub mod status;
 pub mod store;
+pub mod telegram;
 pub mod tree;

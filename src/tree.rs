@@ -1,28 +1,33 @@
 //! The daemon's supervision tree, drawn in one place. ARCHITECTURE.md shows the same tree.
 //!
 //! ```text
-//! root (one_for_one)
-//! ├── store       owns the redb writer; started first, so it stops last
-//! ├── control     the control socket `borg status` talks to
-//! ├── chat        (one_for_one) chat transports and group actors
-//! └── pipeline    (one_for_one) repositories, tasks, release trains
+//! root (rest_for_one)
+//! ├── store         owns the redb writer; started first, so it stops last
+//! ├── agent-slots   the global MAX_CONCURRENT_AGENTS limit, shared by chat and pipeline
+//! ├── chat          (rest_for_one) groups, router, transports: see `crate::chat`
+//! ├── pipeline      (one_for_one) repositories, tasks, release trains (empty for now)
+//! └── control       the control socket `borg status` talks to
 //! ```
 //!
-//! `chat` and `pipeline` start empty: the chat and pipeline features add their children.
+//! rest_for_one because every child depends on the ones started before it (the store, the
+//! slots); a child that fails takes down and restarts only what comes after it.
 
 use std::time::{Duration, Instant};
 
+use actors::slots::AgentSlots;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use supervisors::{
-    Backoff, ChildSpec, Intensity, Introspection, Shutdown, Strategy, SupervisorSpec,
+    Backoff, ChildSpec, Intensity, Introspection, Shutdown, StartCtx, Strategy, SupervisorSpec,
 };
 
+use crate::chat::{ChatWiring, SLOTS_NAME, chat_spec};
+use crate::config::Config;
 use crate::control::{ControlArgs, ControlSocket};
 use crate::store::Store;
 
 /// What the tree is built from.
 pub struct TreeArgs {
-    pub data_dir: std::path::PathBuf,
+    pub config: std::sync::Arc<Config>,
     pub store: Store,
     pub introspection: Introspection,
     pub started: Instant,
@@ -31,14 +36,21 @@ pub struct TreeArgs {
 /// The root supervisor's spec.
 pub fn root_spec(args: TreeArgs) -> SupervisorSpec {
     let store = args.store.clone();
+    let chat = ChatWiring {
+        config: args.config.clone(),
+        store: std::sync::Arc::new(args.store.clone()),
+        introspection: args.introspection.clone(),
+        started: args.started,
+    };
+    let slots = args.config.max_concurrent_agents as usize;
     let control = ControlArgs {
-        data_dir: args.data_dir,
+        data_dir: args.config.data_dir.clone(),
         introspection: args.introspection,
         store: args.store,
         started: args.started,
     };
     SupervisorSpec {
-        strategy: Strategy::OneForOne,
+        strategy: Strategy::RestForOne,
         // A little more forgiving than OTP's 1 in 5 s: the root failing takes the daemon down.
         intensity: Intensity {
             max_restarts: 3,
@@ -49,11 +61,17 @@ pub fn root_spec(args: TreeArgs) -> SupervisorSpec {
                 .kind("store")
                 // Closing the store waits for the last group commit to be durable.
                 .shutdown(Shutdown::Infinity),
+            ChildSpec::new("agent-slots", move |ctx: StartCtx| async move {
+                ctx.spawn_named(Some(SLOTS_NAME.into()), AgentSlots, slots)
+                    .await
+                    .map(Some)
+            })
+            .kind("slots"),
+            ChildSpec::supervisor("chat", chat_spec(chat)),
+            ChildSpec::supervisor("pipeline", SupervisorSpec::default()),
             ChildSpec::actor("control", move || (ControlSocket, control.clone()))
                 .kind("control")
                 .backoff(Backoff::default()),
-            ChildSpec::supervisor("chat", SupervisorSpec::default()),
-            ChildSpec::supervisor("pipeline", SupervisorSpec::default()),
         ],
     }
 }

@@ -78,11 +78,14 @@ fn run_serves_status_and_stops_cleanly_on_sigterm_and_sigint() {
             .iter()
             .map(|a| a["path"].as_str().unwrap())
             .collect();
+        // No chat platform is configured, so the router has nothing to route and stays off.
         assert_eq!(
             paths,
             [
                 "root",
+                "root/agent-slots",
                 "root/chat",
+                "root/chat/groups",
                 "root/control",
                 "root/pipeline",
                 "root/store"

@@ -23,6 +23,8 @@ pub enum SupervisorMsg {
     ),
     DeleteChild(ChildId, RpcReplyPort<Result<(), SupervisorError>>),
     WhichChildren(RpcReplyPort<Vec<ChildInfo>>),
+    /// The running incarnation of one child: constant time, unlike `WhichChildren`.
+    Lookup(ChildId, RpcReplyPort<Option<ActorCell>>),
     CountChildren(RpcReplyPort<ChildCounts>),
     /// `true` holds the child's breaker open (stopping the child), `false` closes it
     /// (starting a parked child).

@@ -129,11 +129,8 @@ impl SupervisorRef {
 
     /// The running incarnation of child `id`.
     pub async fn child(&self, id: &str) -> Result<Option<ActorCell>, SupervisorError> {
-        let children = self.which_children().await?;
-        Ok(children
-            .into_iter()
-            .find(|c| c.id == id)
-            .and_then(|c| c.actor))
+        let id = id.to_owned();
+        self.ask(|tx| SupervisorMsg::Lookup(id, tx)).await
     }
 
     /// Holds a child's breaker open (the child is stopped and parked) or closes it (a parked

@@ -133,6 +133,9 @@ impl Actor for Supervisor {
             }
             SupervisorMsg::DeleteChild(id, reply) => answer(reply, state.delete(&id)),
             SupervisorMsg::WhichChildren(reply) => answer(reply, state.which_children()),
+            SupervisorMsg::Lookup(id, reply) => {
+                answer(reply, state.children.get(&id).and_then(|c| c.cell.clone()))
+            }
             SupervisorMsg::CountChildren(reply) => answer(reply, state.count_children()),
             SupervisorMsg::ForceBreaker(id, open, reply) => {
                 let result = state.force_breaker(&myself, &id, open).await;

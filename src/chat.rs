@@ -1,0 +1,214 @@
+//! The chat subtree, wired from the configuration:
+//!
+//! ```text
+//! chat (rest_for_one)
+//! ├── groups               dynamic supervisor: one `group:<chat>` per registered chat
+//! ├── router               commands, registration, forwarding to groups
+//! └── transport:telegram   long-polls the Bot API (when TELEGRAM_BOT_TOKEN is set)
+//! ```
+//!
+//! rest_for_one because each child uses the ones before it: if `groups` restarts (all group
+//! actors with it), the router restarts and starts them again from its book; if the router
+//! restarts, the transports reconnect to the new one.
+//!
+//! Actors find their siblings by registered name, so a restarted sibling is found again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actors::agent::AgentRunner;
+use actors::chat::group::{ChatSettings, GroupDeps};
+use actors::chat::router::{Router, RouterArgs, RouterMsg, RouterSettings};
+use actors::chat::{ChatId, ChatTransport, InboundSink, IncomingMessage, Platform};
+use actors::slots::SlotsMsg;
+use ractor::ActorRef;
+use supervisors::snapshot::SnapshotStore;
+use supervisors::supervisor::SupervisorArgs;
+use supervisors::{
+    Backoff, BreakerPolicy, ChildSpec, Intensity, Introspection, Shutdown, StartCtx, StartError,
+    Strategy, Supervisor, SupervisorRef, SupervisorSpec,
+};
+
+use crate::claude::{ClaudeConfig, ClaudeRunner};
+use crate::config::Config;
+use crate::telegram::{PollerArgs, TelegramConfig, TelegramPoller, TelegramTransport};
+
+/// Registered names of the actors other actors look up.
+pub const SLOTS_NAME: &str = "borg:agent-slots";
+const GROUPS_NAME: &str = "borg:chat:groups";
+const ROUTER_NAME: &str = "borg:chat:router";
+
+/// What the chat subtree is built from.
+#[derive(Clone)]
+pub struct ChatWiring {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn SnapshotStore>,
+    pub introspection: Introspection,
+    pub started: Instant,
+}
+
+/// The chat supervisor's spec.
+pub fn chat_spec(w: ChatWiring) -> SupervisorSpec {
+    let mut transports: HashMap<Platform, Arc<dyn ChatTransport>> = HashMap::new();
+    let telegram = w
+        .config
+        .telegram_bot_token
+        .as_ref()
+        .map(|token| TelegramConfig {
+            token: token.clone(),
+            api_url: w.config.telegram_api_url.clone(),
+        });
+    if let Some(telegram) = &telegram {
+        match TelegramTransport::new(telegram) {
+            Ok(transport) => {
+                transports.insert(Platform::Telegram, Arc::new(transport));
+            }
+            Err(e) => tracing::error!("Telegram is off: {e}"),
+        }
+    }
+    if w.config.discord_enabled || w.config.whatsapp_enabled {
+        tracing::warn!(
+            "Discord and WhatsApp are not supported by this build yet; only Telegram runs"
+        );
+    }
+    let mut children = vec![groups_spec(), router_spec(w.clone(), transports.clone())];
+    if let Some(telegram) = telegram.filter(|_| transports.contains_key(&Platform::Telegram)) {
+        let args = PollerArgs::new(telegram, w.store.clone(), router_sink());
+        children.push(
+            TelegramPoller::child_spec(args)
+                .backoff(Backoff {
+                    initial: Duration::from_secs(1),
+                    ..Backoff::default()
+                })
+                .breaker(BreakerPolicy::default()),
+        );
+    }
+    SupervisorSpec {
+        strategy: Strategy::RestForOne,
+        intensity: Intensity {
+            max_restarts: 5,
+            period: Duration::from_secs(10),
+        },
+        children,
+    }
+}
+
+fn groups_spec() -> ChildSpec {
+    ChildSpec::new("groups", |ctx: StartCtx| async move {
+        let args = SupervisorArgs {
+            spec: SupervisorSpec {
+                // Groups fail alone; each has its own breaker, so the limit here is generous.
+                intensity: Intensity {
+                    max_restarts: 50,
+                    period: Duration::from_secs(10),
+                },
+                ..SupervisorSpec::default()
+            },
+            path: ctx.path.clone(),
+            introspection: ctx.introspection.clone(),
+        };
+        ctx.spawn_named(Some(GROUPS_NAME.into()), Supervisor, args)
+            .await
+            .map(Some)
+    })
+    .kind("supervisor")
+    .shutdown(Shutdown::Infinity)
+}
+
+fn router_spec(w: ChatWiring, transports: HashMap<Platform, Arc<dyn ChatTransport>>) -> ChildSpec {
+    let runner: Arc<dyn AgentRunner> = Arc::new(ClaudeRunner::new(ClaudeConfig {
+        bin: w.config.claude_bin.clone(),
+        ..ClaudeConfig::default()
+    }));
+    tracing::warn!(
+        "chat agents run as plain subprocesses (no container sandbox yet): \
+         their tools are limited to what claude allows without asking"
+    );
+    ChildSpec::new("router", move |ctx: StartCtx| {
+        let (w, transports, runner) = (w.clone(), transports.clone(), runner.clone());
+        async move {
+            let slots = ractor::registry::where_is(SLOTS_NAME)
+                .ok_or_else(|| StartError("agent slots are not running".into()))?;
+            let groups = ractor::registry::where_is(GROUPS_NAME)
+                .ok_or_else(|| StartError("the groups supervisor is not running".into()))?;
+            let c = &w.config;
+            let any_transport = transports.values().next().cloned();
+            let Some(transport) = any_transport else {
+                tracing::info!("no chat platform configured; the router waits for none");
+                return Ok(None);
+            };
+            let args = RouterArgs {
+                settings: RouterSettings {
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    started: w.started,
+                    admin_chat: c.pipeline_admin_chat.clone().map(ChatId),
+                    admin_users: c.admin_users.clone(),
+                    pipeline_summary: pipeline_summary(c),
+                },
+                transports,
+                group_deps: GroupDeps {
+                    settings: Arc::new(chat_settings(c)),
+                    transport,
+                    runner,
+                    slots: ActorRef::<SlotsMsg>::from(slots),
+                    store: w.store.clone(),
+                },
+                groups: SupervisorRef::new(groups.into()),
+                store: w.store.clone(),
+                introspection: w.introspection.clone(),
+            };
+            ctx.spawn_named(Some(ROUTER_NAME.into()), Router, args)
+                .await
+                .map(Some)
+        }
+    })
+    .kind("router")
+}
+
+/// Delivers what transports receive to whichever router is running now.
+fn router_sink() -> InboundSink {
+    Arc::new(
+        |msg: IncomingMessage| match ractor::registry::where_is(ROUTER_NAME) {
+            Some(cell) => {
+                let router: ActorRef<RouterMsg> = cell.into();
+                if router.cast(RouterMsg::Incoming(msg)).is_err() {
+                    tracing::warn!("chat router is stopping; a message was not taken in");
+                }
+            }
+            None => tracing::warn!("chat router is not running; a message was not taken in"),
+        },
+    )
+}
+
+fn chat_settings(c: &Config) -> ChatSettings {
+    ChatSettings {
+        assistant_name: c.assistant_name.clone(),
+        model: c.claude_model.clone(),
+        collection_window: c.collection_window(),
+        cooldown: c.cooldown(),
+        rate_limit_per_minute: c.rate_limit_per_minute,
+        rate_window: Duration::from_secs(60),
+        idle_timeout: c.agent_idle_timeout(),
+        hard_timeout: c.agent_timeout(),
+        sessions_dir: c.data_dir.join("sessions"),
+        system_prompt: None,
+    }
+}
+
+fn pipeline_summary(c: &Config) -> String {
+    let repo = c
+        .pipeline_repo
+        .as_ref()
+        .map_or("(none: set PIPELINE_REPO)".to_owned(), |p| {
+            p.display().to_string()
+        });
+    format!(
+        "Pipeline\nRepository: {repo}\nWatched: {}\nTest command: {}\nRelease every {} min\nModel: {}\nContinuous mode: {}",
+        c.watched_repos.len(),
+        c.pipeline_test_cmd,
+        c.release_interval_mins,
+        c.claude_model,
+        if c.continuous_mode { "on" } else { "off" }
+    )
+}

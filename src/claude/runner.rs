@@ -1,0 +1,339 @@
+//! [`ClaudeRunner`]: the [`AgentRunner`] port implemented with the real `claude` CLI as a
+//! local subprocess.
+//!
+//! One run is `claude --print --output-format stream-json --verbose --model=M [--resume=SID]
+//! [--allowedTools=a,b] [--append-system-prompt=S] [--max-turns=N]` with the prompt on stdin,
+//! cwd = the request's workdir and HOME = its home (both created if missing; `--resume` finds
+//! its transcript only under the same pair). Values are passed as `--flag=value` so that a
+//! persona starting with "-" is not taken for a flag.
+//!
+//! Everything the run started is SIGKILLed when it ends, in any way ([`RunProcesses`]: the
+//! CLI's own process group plus whatever carries the run's marker variable): idle timeout
+//! (no stdout line for `idle_timeout`; `system/api_retry` lines count), hard timeout, the
+//! caller dropping the future, and also a normal exit, which removes whatever the agent left
+//! running in the background. One known gap: after a normal exit the leader is reaped before
+//! its group is killed, so if the group is already empty its id could in theory have been
+//! reused in between (Linux does not reuse a pid while a group of that id has members).
+//!
+//! `--dangerously-skip-permissions` is off by default: on the host, tools outside
+//! `allowed_tools` are refused (and noted) rather than run. [`ClaudeConfig`] can turn it on
+//! for runs that are sandboxed already (a container); it then also sets `IS_SANDBOX=1`,
+//! without which the CLI refuses the flag when running as root.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::Stdio;
+use std::time::Duration;
+
+use actors::agent::{AgentError, AgentOutcome, AgentRequest, AgentRunner, ProgressSink};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::{Instant, sleep_until};
+
+use super::accumulator::StreamAccumulator;
+use super::env::{RUN_MARKER_VAR, child_env};
+use super::process::{Line, LineReader, MAX_LINE_BYTES, RunProcesses, StderrTail};
+
+/// After claude exits, how long stdout may stay open (held by something it started) before
+/// the run is closed anyway.
+const AFTER_EXIT_GRACE: Duration = Duration::from_secs(2);
+/// How long to wait for stderr to end once the run's processes are dead.
+const STDERR_GRACE: Duration = Duration::from_secs(1);
+
+/// How borg starts claude; one per daemon.
+#[derive(Debug, Clone)]
+pub struct ClaudeConfig {
+    /// The executable: a path, or a bare name looked up on the child's `PATH`.
+    pub bin: PathBuf,
+    /// Set in the child's environment after everything else except `HOME` (see
+    /// [`super::env`]); e.g. `CLAUDE_CODE_MAX_RETRIES`.
+    pub extra_env: Vec<(String, String)>,
+    /// Copy [`super::env::MODEL_ACCESS_VARS`] (API key, base URL, proxies) from borg's own
+    /// environment. Off in tests, which pass a fake API through `extra_env` instead.
+    pub inherit_model_access: bool,
+    /// Pass `--dangerously-skip-permissions` (and `IS_SANDBOX=1`): only for runs that are
+    /// sandboxed by other means, because every tool then runs unasked.
+    pub dangerously_skip_permissions: bool,
+}
+
+impl Default for ClaudeConfig {
+    fn default() -> Self {
+        Self {
+            bin: PathBuf::from("claude"),
+            extra_env: Vec::new(),
+            inherit_model_access: true,
+            dangerously_skip_permissions: false,
+        }
+    }
+}
+
+/// Runs Claude Code as a local subprocess.
+#[derive(Debug, Clone)]
+pub struct ClaudeRunner {
+    config: ClaudeConfig,
+}
+
+impl ClaudeRunner {
+    pub fn new(config: ClaudeConfig) -> Self {
+        Self { config }
+    }
+
+    pub fn config(&self) -> &ClaudeConfig {
+        &self.config
+    }
+
+    /// The command line of a run, without the program name. The prompt is never in it.
+    pub fn args(&self, request: &AgentRequest) -> Vec<String> {
+        let mut args: Vec<String> = ["--print", "--output-format", "stream-json", "--verbose"]
+            .map(String::from)
+            .into();
+        args.push(format!("--model={}", request.model));
+        if let Some(session) = &request.resume {
+            args.push(format!("--resume={session}"));
+        }
+        if !request.allowed_tools.is_empty() {
+            args.push(format!(
+                "--allowedTools={}",
+                request.allowed_tools.join(",")
+            ));
+        }
+        if let Some(prompt) = &request.system_prompt {
+            args.push(format!("--append-system-prompt={prompt}"));
+        }
+        if let Some(turns) = request.max_turns {
+            args.push(format!("--max-turns={turns}"));
+        }
+        if self.config.dangerously_skip_permissions {
+            args.push("--dangerously-skip-permissions".into());
+        }
+        args
+    }
+
+    fn spawn(&self, request: &AgentRequest, marker: &str) -> Result<Child, AgentError> {
+        let mut cmd = Command::new(&self.config.bin);
+        cmd.args(self.args(request))
+            .env_clear()
+            .envs(child_env(&self.config, &request.home, |name| {
+                std::env::var_os(name)
+            }))
+            .env(RUN_MARKER_VAR, marker)
+            .current_dir(&request.workdir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            // Belt and braces with RunProcesses: tokio also reaps the leader in the
+            // background when the future is dropped, so no zombie is left.
+            .kill_on_drop(true);
+        cmd.spawn().map_err(|err| {
+            AgentError::Spawn(format!(
+                "cannot start {}: {err}. Install Claude Code (npm install -g \
+                 @anthropic-ai/claude-code) or set CLAUDE_BIN to its path",
+                self.config.bin.display()
+            ))
+        })
+    }
+
+    async fn run_claude(&self, request: AgentRequest, progress: ProgressSink) -> AgentOutcome {
+        let acc = StreamAccumulator::new();
+        for dir in [&request.home, &request.workdir] {
+            if let Err(err) = tokio::fs::create_dir_all(dir).await {
+                let why = format!("cannot create {}: {err}", dir.display());
+                return acc.abort(AgentError::Spawn(why));
+            }
+        }
+        let marker = RunProcesses::new_marker();
+        let mut child = match self.spawn(&request, &marker) {
+            Ok(child) => child,
+            Err(err) => return acc.abort(err),
+        };
+        let Some(pid) = child.id() else {
+            return acc.abort(AgentError::Spawn("claude exited at once".into()));
+        };
+        let processes = RunProcesses::new(pid, &marker);
+        tracing::info!(pgid = processes.pgid(), workdir = %request.workdir.display(),
+            resume = ?request.resume, "claude run started");
+
+        // Written from its own task so a prompt larger than the pipe buffer cannot block
+        // the reading of stdout; dropping the handle at the end closes stdin (EOF = the end
+        // of the prompt).
+        let (stdin, stdout, stderr) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let (Some(mut stdin), Some(stdout), Some(stderr)) = (stdin, stdout, stderr) else {
+            return acc.abort(AgentError::Spawn("claude's pipes were not set up".into()));
+        };
+        let prompt = request.prompt.clone();
+        tokio::spawn(async move {
+            if let Err(err) = stdin.write_all(prompt.as_bytes()).await {
+                tracing::warn!(%err, "could not write the whole prompt to claude's stdin");
+            }
+        });
+        let stderr = StderrTail::spawn(stderr);
+        let lines = LineReader::new(BufReader::new(stdout), MAX_LINE_BYTES);
+
+        let ended = watch(&mut child, lines, acc, &request, &progress).await;
+        // Everything the run started goes, whatever happened.
+        processes.kill_and_settle().await;
+        match ended {
+            Ended::Exited { code, acc } => {
+                let tail = stderr.finish(STDERR_GRACE).await;
+                log_notes(&acc);
+                let outcome = acc.finish(code, &tail);
+                tracing::info!(?code, error = ?outcome.error, "claude run ended");
+                outcome
+            }
+            Ended::Stopped { error, acc } => {
+                // The leader is dead (SIGKILL); reap it now rather than leave a zombie.
+                let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                let tail = stderr.finish(STDERR_GRACE).await;
+                tracing::warn!(%error, stderr = %tail, "claude run stopped");
+                log_notes(&acc);
+                acc.abort(error)
+            }
+        }
+    }
+}
+
+impl AgentRunner for ClaudeRunner {
+    fn run(
+        &self,
+        request: AgentRequest,
+        progress: ProgressSink,
+    ) -> Pin<Box<dyn Future<Output = AgentOutcome> + Send + '_>> {
+        Box::pin(self.run_claude(request, progress))
+    }
+}
+
+/// How [`watch`] saw a run end.
+enum Ended {
+    Exited {
+        code: Option<i32>,
+        acc: StreamAccumulator,
+    },
+    Stopped {
+        error: AgentError,
+        acc: StreamAccumulator,
+    },
+}
+
+/// Reads stdout into `acc` and forwards progress until claude has exited and stdout has
+/// ended, or a timeout fires.
+async fn watch(
+    child: &mut Child,
+    mut lines: LineReader<BufReader<tokio::process::ChildStdout>>,
+    mut acc: StreamAccumulator,
+    request: &AgentRequest,
+    progress: &ProgressSink,
+) -> Ended {
+    let started = Instant::now();
+    let hard_deadline = started + request.hard_timeout;
+    let mut idle_deadline = started + request.idle_timeout;
+    let mut stdout_open = true;
+    // Set when claude has exited: Some(exit code, or None for a signal).
+    let mut exited: Option<Option<i32>> = None;
+    let mut drain_deadline = started;
+    loop {
+        if let (false, Some(code)) = (stdout_open, exited) {
+            return Ended::Exited { code, acc };
+        }
+        tokio::select! {
+            line = lines.next_line(), if stdout_open => match line {
+                Ok(Some(Line::Text(line))) => {
+                    idle_deadline = Instant::now() + request.idle_timeout;
+                    for event in acc.push_line(&line) {
+                        progress(event);
+                    }
+                }
+                Ok(Some(Line::TooLong { bytes })) => {
+                    idle_deadline = Instant::now() + request.idle_timeout;
+                    acc.skip_oversized(bytes);
+                }
+                Ok(None) => stdout_open = false,
+                Err(err) => {
+                    tracing::warn!(%err, "reading claude's stdout failed");
+                    stdout_open = false;
+                }
+            },
+            status = child.wait(), if exited.is_none() => {
+                exited = Some(match status {
+                    Ok(status) => status.code(),
+                    Err(err) => {
+                        tracing::warn!(%err, "waiting for claude failed");
+                        None
+                    }
+                });
+                drain_deadline = Instant::now() + AFTER_EXIT_GRACE;
+            }
+            () = sleep_until(drain_deadline), if exited.is_some() && stdout_open => {
+                tracing::warn!("claude exited but something it started holds its stdout open");
+                stdout_open = false;
+            }
+            () = sleep_until(idle_deadline), if exited.is_none() => {
+                return Ended::Stopped { error: AgentError::IdleTimeout(request.idle_timeout), acc };
+            }
+            () = sleep_until(hard_deadline) => {
+                return Ended::Stopped { error: AgentError::HardTimeout(request.hard_timeout), acc };
+            }
+        }
+    }
+}
+
+fn log_notes(acc: &StreamAccumulator) {
+    let notes = acc.notes();
+    if notes.skipped_lines > 0
+        || !notes.permission_denials.is_empty()
+        || notes.failed_tool_count > 0
+    {
+        tracing::info!(
+            skipped_lines = notes.skipped_lines,
+            permission_denials = notes.permission_denials.len(),
+            failed_tools = notes.failed_tool_count,
+            api_retries = notes.api_retries,
+            "claude run notes"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> AgentRequest {
+        AgentRequest {
+            prompt: "never an argument".into(),
+            model: "m".into(),
+            resume: None,
+            home: "/h".into(),
+            workdir: "/w".into(),
+            allowed_tools: Vec::new(),
+            system_prompt: None,
+            max_turns: None,
+            idle_timeout: Duration::from_secs(1),
+            hard_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn permissions_are_skipped_only_when_configured() {
+        let args = ClaudeRunner::new(ClaudeConfig::default()).args(&request());
+        assert_eq!(
+            args,
+            [
+                "--print",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--model=m"
+            ]
+        );
+        let config = ClaudeConfig {
+            dangerously_skip_permissions: true,
+            ..ClaudeConfig::default()
+        };
+        let args = ClaudeRunner::new(config).args(&request());
+        assert_eq!(
+            args.last().map(String::as_str),
+            Some("--dangerously-skip-permissions")
+        );
+    }
+}
