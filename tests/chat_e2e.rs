@@ -86,29 +86,52 @@ async fn wait_for_text(telegram: &FakeTelegram, what: &str, timeout: Duration, n
         .await;
 }
 
+/// A daemon with a registered group chat, and the fakes it talks to.
+struct Rig {
+    claude: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    telegram: FakeTelegram,
+    api: FakeAnthropic,
+    borg: Daemon,
+}
+
+impl Rig {
+    /// `None` (after a loud skip) when the `claude` CLI is not installed.
+    async fn registered() -> Option<Rig> {
+        let claude = support::locate_claude()?;
+        let dir = tempfile::tempdir().unwrap();
+        let telegram = FakeTelegram::start(TOKEN).await;
+        let api = FakeAnthropic::start().await;
+        let borg = start_borg(dir.path(), &claude, &telegram, &api);
+        telegram.push_update(message(1, ADMIN, "/register"));
+        wait_for_text(
+            &telegram,
+            "registration",
+            Duration::from_secs(30),
+            "Registered",
+        )
+        .await;
+        Some(Rig {
+            claude,
+            dir,
+            telegram,
+            api,
+            borg,
+        })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_telegram_chat_talks_to_claude_code_with_sessions_that_continue() {
-    let Some(claude) = support::locate_claude() else {
+    let Some(rig) = Rig::registered().await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let telegram = FakeTelegram::start(TOKEN).await;
-    let api = FakeAnthropic::start().await;
-    let _borg = start_borg(dir.path(), &claude, &telegram, &api);
-
-    telegram.push_update(message(1, ADMIN, "/register"));
-    wait_for_text(
-        &telegram,
-        "registration",
-        Duration::from_secs(30),
-        "Registered",
-    )
-    .await;
+    let (telegram, api) = (&rig.telegram, &rig.api);
 
     let first = format!("@{BOT_USERNAME} please greet us\nSAY: hello builders");
     telegram.push_update(message(2, 7, &first));
     wait_for_text(
-        &telegram,
+        telegram,
         "first answer",
         Duration::from_secs(60),
         "DONE: hello builders",
@@ -128,7 +151,7 @@ async fn a_telegram_chat_talks_to_claude_code_with_sessions_that_continue() {
     let second = format!("@{BOT_USERNAME} again\nSAY: second answer");
     telegram.push_update(message(3, 7, &second));
     wait_for_text(
-        &telegram,
+        telegram,
         "second answer",
         Duration::from_secs(60),
         "DONE: second answer",
@@ -152,7 +175,7 @@ async fn a_telegram_chat_talks_to_claude_code_with_sessions_that_continue() {
         ("/chatid", "tg:-100777"),
         ("/version", "borg "),
     ] {
-        let before = texts(&telegram).len();
+        let before = texts(telegram).len();
         telegram.push_update(message(10 + before as i64, 7, cmd));
         telegram
             .wait_until(cmd, Duration::from_secs(10), |t| {
@@ -164,21 +187,10 @@ async fn a_telegram_chat_talks_to_claude_code_with_sessions_that_continue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_run_loses_no_message_and_duplicates_no_answer() {
-    let Some(claude) = support::locate_claude() else {
+    let Some(mut rig) = Rig::registered().await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let telegram = FakeTelegram::start(TOKEN).await;
-    let api = FakeAnthropic::start().await;
-    let mut borg = start_borg(dir.path(), &claude, &telegram, &api);
-    telegram.push_update(message(1, ADMIN, "/register"));
-    wait_for_text(
-        &telegram,
-        "registration",
-        Duration::from_secs(30),
-        "Registered",
-    )
-    .await;
+    let (telegram, api) = (&rig.telegram, &rig.api);
 
     // The model stalls, so the run is in flight when the daemon is killed.
     telegram.push_update(message(2, 7, &format!("@{BOT_USERNAME} think hard\nSTALL")));
@@ -190,8 +202,8 @@ async fn kill_9_during_a_run_loses_no_message_and_duplicates_no_answer() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    borg.child.kill().unwrap(); // SIGKILL
-    borg.child.wait().unwrap();
+    rig.borg.child.kill().unwrap(); // SIGKILL
+    rig.borg.child.wait().unwrap();
 
     // While it is down, someone asks again. After the restart the interrupted trigger is run
     // again (the model still stalls, so it ends in an honest error after the idle timeout),
@@ -201,16 +213,16 @@ async fn kill_9_during_a_run_loses_no_message_and_duplicates_no_answer() {
         7,
         &format!("@{BOT_USERNAME} are you there?\nSAY: back again"),
     ));
-    let _borg = start_borg(dir.path(), &claude, &telegram, &api);
+    let _borg = start_borg(rig.dir.path(), &rig.claude, telegram, api);
     wait_for_text(
-        &telegram,
+        telegram,
         "answer after restart",
         Duration::from_secs(90),
         "DONE: back again",
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let all = texts(&telegram);
+    let all = texts(telegram);
     let done: Vec<&String> = all.iter().filter(|t| t.starts_with("DONE")).collect();
     assert_eq!(
         done,
@@ -224,7 +236,7 @@ async fn kill_9_during_a_run_loses_no_message_and_duplicates_no_answer() {
         "the interrupted trigger was run again once: {all:?}"
     );
     assert!(sorry[0].contains("silent"), "{}", sorry[0]);
-    let registrations = texts(&telegram)
+    let registrations = texts(telegram)
         .iter()
         .filter(|t| t.starts_with("Registered"))
         .count();
