@@ -8,6 +8,7 @@ pub mod claude;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod discord;
 pub mod logging;
 pub mod status;
 pub mod store;

@@ -1,4 +1,4 @@
-//! The recorded output of the real Claude Code CLI 2.1.328 (`shared/fixtures`, see its
+//! The recorded output of the real Claude Code CLI 2.1.328 (`tests/fixtures`, copied from the shared fixtures; see its
 //! README) read through `StreamAccumulator` exactly as `ClaudeRunner` reads it, and the
 //! garbage the reader must survive without a panic or unbounded memory.
 

@@ -9,7 +9,7 @@
 //! - [`process`]: bounded stdout/stderr readers and the process-group killer;
 //! - [`runner`]: [`ClaudeRunner`], which puts them together.
 //!
-//! The recorded output of the real CLI in `shared/fixtures/claude-code-2.1.328` is the
+//! The recorded output of the real CLI in `tests/fixtures/claude-code-2.1.328` is the
 //! contract: `tests/claude_fixtures.rs` parses all of it, and `tests/claude_cli.rs` runs the
 //! real CLI against a scripted stand-in for the Anthropic API.
 

@@ -13,7 +13,7 @@
 //! - a line that is not JSON at all is the caller's to count and skip ([`parse_line`] returns
 //!   the error; [`super::accumulator`] counts it).
 //!
-//! The shapes were read off real output in `shared/fixtures/claude-code-2.1.328`.
+//! The shapes were read off real output in `tests/fixtures/claude-code-2.1.328`.
 
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, Deserializer};

@@ -30,9 +30,10 @@ pub fn skip(why: &str) {
     eprintln!("\n!!!!!!!! SKIPPED: {why} !!!!!!!!\n");
 }
 
-/// `shared/fixtures/claude-code-2.1.328`, beside the repository.
+/// `tests/fixtures/claude-code-2.1.328`: recorded output of the real CLI, copied verbatim into
+/// the repository so the tests do not depend on anything beside it.
 pub fn fixtures_dir() -> Option<PathBuf> {
-    let dir = manifest_dir().join(format!("../shared/fixtures/claude-code-{CLAUDE_VERSION}"));
+    let dir = manifest_dir().join(format!("tests/fixtures/claude-code-{CLAUDE_VERSION}"));
     if dir.is_dir() {
         return Some(dir);
     }

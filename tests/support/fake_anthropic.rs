@@ -6,7 +6,7 @@
 //!
 //! The model's behaviour is scripted by the prompt (the last user message that is not tool
 //! results; `<system-reminder>` blocks the CLI adds are ignored), like the server that
-//! recorded `shared/fixtures/claude-code-2.1.328`:
+//! recorded `tests/fixtures/claude-code-2.1.328`:
 //!
 //! - `DO: <Tool> <json input>`: one `tool_use` turn each, in order; the next one is sent
 //!   when the previous tool's result comes back;
