@@ -4,7 +4,8 @@
 //! chat (rest_for_one)
 //! ├── groups               dynamic supervisor: one `group:<chat>` per registered chat
 //! ├── router               commands, registration, forwarding to groups
-//! └── transport:telegram   long-polls the Bot API (when TELEGRAM_BOT_TOKEN is set)
+//! ├── transport:telegram   long-polls the Bot API (when TELEGRAM_BOT_TOKEN is set)
+//! └── transport:discord    the gateway connection (when DISCORD_ENABLED and DISCORD_TOKEN)
 //! ```
 //!
 //! rest_for_one because each child uses the ones before it: if `groups` restarts (all group
@@ -32,6 +33,7 @@ use supervisors::{
 
 use crate::claude::{ClaudeConfig, ClaudeRunner};
 use crate::config::Config;
+use crate::discord::{DiscordConfig, DiscordGateway, DiscordTransport, GatewayArgs};
 use crate::telegram::{PollerArgs, TelegramConfig, TelegramPoller, TelegramTransport};
 
 /// Registered names of the actors other actors look up.
@@ -67,10 +69,26 @@ pub fn chat_spec(w: ChatWiring) -> SupervisorSpec {
             Err(e) => tracing::error!("Telegram is off: {e}"),
         }
     }
-    if w.config.discord_enabled || w.config.whatsapp_enabled {
-        tracing::warn!(
-            "Discord and WhatsApp are not supported by this build yet; only Telegram runs"
-        );
+    let discord = w
+        .config
+        .discord_token
+        .as_ref()
+        .filter(|_| w.config.discord_enabled)
+        .map(|token| DiscordConfig {
+            token: token.clone(),
+            api_url: w.config.discord_api_url.clone(),
+            gateway_url: w.config.discord_gateway_url.clone(),
+        });
+    if let Some(discord) = &discord {
+        match DiscordTransport::new(discord) {
+            Ok(transport) => {
+                transports.insert(Platform::Discord, Arc::new(transport));
+            }
+            Err(e) => tracing::error!("Discord is off: {e}"),
+        }
+    }
+    if w.config.whatsapp_enabled {
+        tracing::warn!("WhatsApp is not supported by this build yet (WHATSAPP_ENABLED is ignored)");
     }
     let mut children = vec![groups_spec(), router_spec(w.clone(), transports.clone())];
     if let Some(telegram) = telegram.filter(|_| transports.contains_key(&Platform::Telegram)) {
@@ -79,6 +97,17 @@ pub fn chat_spec(w: ChatWiring) -> SupervisorSpec {
             TelegramPoller::child_spec(args)
                 .backoff(Backoff {
                     initial: Duration::from_secs(1),
+                    ..Backoff::default()
+                })
+                .breaker(BreakerPolicy::default()),
+        );
+    }
+    if let Some(discord) = discord.filter(|_| transports.contains_key(&Platform::Discord)) {
+        children.push(
+            DiscordGateway::child_spec(GatewayArgs::new(discord, router_sink()))
+                // Every restart logs in again, and Discord allows 1,000 logins a day.
+                .backoff(Backoff {
+                    initial: Duration::from_secs(5),
                     ..Backoff::default()
                 })
                 .breaker(BreakerPolicy::default()),

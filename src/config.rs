@@ -110,6 +110,10 @@ pub struct Config {
     pub claude_bin: PathBuf,
     /// `TELEGRAM_API_URL`: where the Bot API lives, so tests can point at a local fake.
     pub telegram_api_url: Option<String>,
+    /// `DISCORD_API_URL`: where Discord's REST API lives, for tests and proxies.
+    pub discord_api_url: Option<String>,
+    /// `DISCORD_GATEWAY_URL`: where the Discord gateway lives, for tests.
+    pub discord_gateway_url: Option<String>,
 }
 
 /// One `WATCHED_REPOS` entry: `path:test_cmd[!manual]:prompt_file:mode:lint_cmd:slug`.
@@ -214,7 +218,13 @@ impl Config {
             agent_idle_timeout_s: number("AGENT_IDLE_TIMEOUT_S", &or_default, 1, 86_400)?,
             claude_bin: PathBuf::from(or_default("CLAUDE_BIN")),
             telegram_api_url: get("TELEGRAM_API_URL")
-                .map(|url| parse::url("TELEGRAM_API_URL", url))
+                .map(|url| parse::url("TELEGRAM_API_URL", url, &["http://", "https://"]))
+                .transpose()?,
+            discord_api_url: get("DISCORD_API_URL")
+                .map(|url| parse::url("DISCORD_API_URL", url, &["http://", "https://"]))
+                .transpose()?,
+            discord_gateway_url: get("DISCORD_GATEWAY_URL")
+                .map(|url| parse::url("DISCORD_GATEWAY_URL", url, &["ws://", "wss://"]))
                 .transpose()?,
         })
     }
@@ -362,6 +372,8 @@ impl fmt::Debug for Config {
             .field("agent_idle_timeout_s", &self.agent_idle_timeout_s)
             .field("claude_bin", &self.claude_bin)
             .field("telegram_api_url", &self.telegram_api_url)
+            .field("discord_api_url", &self.discord_api_url)
+            .field("discord_gateway_url", &self.discord_gateway_url)
             .finish()
     }
 }

@@ -126,6 +126,8 @@ fn every_variable_is_read_with_a_non_default_value() {
         ("AGENT_IDLE_TIMEOUT_S", "45"),
         ("CLAUDE_BIN", "/opt/claude/bin/claude"),
         ("TELEGRAM_API_URL", "http://127.0.0.1:8081/"),
+        ("DISCORD_API_URL", "http://127.0.0.1:8082"),
+        ("DISCORD_GATEWAY_URL", "ws://127.0.0.1:8083/gateway"),
     ]);
     assert_eq!(
         c.telegram_bot_token.as_deref(),
@@ -158,6 +160,11 @@ fn every_variable_is_read_with_a_non_default_value() {
     assert_eq!(c.agent_idle_timeout(), Duration::from_secs(45));
     assert_eq!(c.claude_bin, Path::new("/opt/claude/bin/claude"));
     assert_eq!(c.telegram_api_url.as_deref(), Some("http://127.0.0.1:8081"));
+    assert_eq!(c.discord_api_url.as_deref(), Some("http://127.0.0.1:8082"));
+    assert_eq!(
+        c.discord_gateway_url.as_deref(),
+        Some("ws://127.0.0.1:8083/gateway")
+    );
 
     assert_eq!(c.release_interval(), Duration::from_secs(3600));
     assert_eq!(c.collection_window(), Duration::ZERO);
@@ -172,7 +179,7 @@ fn every_variable_is_read_with_a_non_default_value() {
 #[test]
 fn the_table_documents_every_variable() {
     let names: Vec<&str> = VARIABLES.iter().map(|v| v.name).collect();
-    assert_eq!(names.len(), 27);
+    assert_eq!(names.len(), 29);
     for name in [
         "TELEGRAM_BOT_TOKEN",
         "WATCHED_REPOS",
@@ -256,6 +263,7 @@ fn bad_values_name_the_variable_the_value_and_what_is_allowed() {
         ("BORG_SHUTDOWN_TIMEOUT_S", "3601", &["(1 to 3600)"]),
         ("AGENT_IDLE_TIMEOUT_S", "0", &["(1 to 86400)"]),
         ("TELEGRAM_API_URL", "ftp://example", &["http://"]),
+        ("DISCORD_GATEWAY_URL", "http://127.0.0.1", &["ws://"]),
         (
             "CONTINUOUS_MODE",
             "maybe",

@@ -43,10 +43,10 @@ pub(super) fn word(
     Ok(raw)
 }
 
-/// An `http://` or `https://` URL without whitespace; a trailing `/` is dropped.
-pub(super) fn url(var: &'static str, raw: String) -> Result<String, ConfigError> {
+/// A URL with one of `schemes` and no whitespace; a trailing `/` is dropped.
+pub(super) fn url(var: &'static str, raw: String, schemes: &[&str]) -> Result<String, ConfigError> {
     let raw = raw.trim().to_owned();
-    let has_scheme = raw.starts_with("http://") || raw.starts_with("https://");
+    let has_scheme = schemes.iter().any(|s| raw.starts_with(s));
     if !has_scheme || raw.chars().any(char::is_whitespace) || raw.ends_with("//") {
         return Err(ConfigError::invalid(var, &raw));
     }

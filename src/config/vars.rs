@@ -200,6 +200,18 @@ pub const VARIABLES: &[VarDoc] = &[
         meaning: "Base URL of the Telegram Bot API, for tests and self-hosted Bot API servers; \
                   api.telegram.org when unset.",
     },
+    VarDoc {
+        name: "DISCORD_API_URL",
+        default: "(unset)",
+        allowed: "an http:// or https:// URL",
+        meaning: "Base URL of Discord's REST API, for tests and proxies; discord.com when unset.",
+    },
+    VarDoc {
+        name: "DISCORD_GATEWAY_URL",
+        default: "(unset)",
+        allowed: "a ws:// or wss:// URL",
+        meaning: "Discord gateway address, for tests; asked from the REST API when unset.",
+    },
 ];
 
 /// The documentation of `name`, if borg reads such a variable.

@@ -10,33 +10,24 @@
 //! Failures: a refused token fails the start (REST) or the actor (gateway close 4004), naming
 //! `DISCORD_TOKEN`. Serenity retries a lost connection forever, so the actor watches the
 //! shard's stage and fails once it has not been connected for `reconnect_grace`: from then on
-//! the supervisor's backoff and breaker decide.
+//! the supervisor's backoff and breaker decide. Every end of the actor closes the connection
+//! (see `client.rs`: ractor skips `post_stop` on failure, so failing closes first).
 //!
 //! Discord does not replay events across sessions, so messages sent while the bot is
 //! disconnected (longer than a resume allows) are not seen; there is no offset to persist.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actors::chat::InboundSink;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use serenity::Client;
-use serenity::client::{ClientBuilder, Context, EventHandler};
-use serenity::gateway::{ConnectionStage, GatewayError, ShardManager};
+use serenity::gateway::ConnectionStage;
 use serenity::http::{Http, HttpError};
 use serenity::model::channel::Message;
-use serenity::model::event::ResumedEvent;
-use serenity::model::gateway::Ready;
-use serenity::model::id::{ShardId, UserId};
+use serenity::model::id::UserId;
 use supervisors::{ChildSpec, StartCtx};
-use tokio::task::JoinHandle;
 
-use super::{DiscordConfig, INTENTS, REQUEST_TIMEOUT, to_incoming, token_refused};
-
-/// How long `post_stop` waits for serenity to close the WebSocket. Below the supervisor's
-/// default 5 s shutdown timeout, so a slow close is abandoned rather than the actor killed.
-const SHUTDOWN_WAIT: Duration = Duration::from_secs(4);
+use super::client::Session;
+use super::{DiscordConfig, REQUEST_TIMEOUT, to_incoming, token_refused};
 
 /// What the gateway actor needs; cloned for every (re)start.
 #[derive(Clone)]
@@ -97,11 +88,7 @@ pub struct DiscordGateway;
 pub struct GatewayState {
     me: UserId,
     sink: InboundSink,
-    manager: Arc<ShardManager>,
-    /// The task running serenity's `Client::start`.
-    client: JoinHandle<()>,
-    /// Set in `post_stop`; tells the event handler that nobody listens any more.
-    stopped: Arc<AtomicBool>,
+    session: Session,
     grace: Duration,
     /// Since when the shard has not been connected; `None` while it is.
     down_since: Option<Instant>,
@@ -144,32 +131,16 @@ impl Actor for DiscordGateway {
             .await
             .map_err(|e| start_error(&e, api()))?;
 
-        let stopped = Arc::new(AtomicBool::new(false));
-        let manager_cell = Arc::new(OnceLock::new());
-        let forwarder = Forwarder {
-            actor: myself.clone(),
-            stopped: stopped.clone(),
-            manager: manager_cell.clone(),
-            reaping: AtomicBool::new(false),
-        };
-        // Building the client asks `GET /gateway` once more; its answer is replaced below.
-        let builder = ClientBuilder::new_with_http(http, INTENTS).event_handler(forwarder);
-        let client = within(builder, "GET /gateway")
+        let session = Session::start(http, gateway.clone(), myself.clone());
+        let session = within(session, "GET /gateway")
             .await
             .map_err(|e| start_error(&e, api()))?;
-        *client.ws_url.lock().await = gateway.clone();
-        let manager = client.shard_manager.clone();
-        let _ = manager_cell.set(manager.clone());
-        let client = tokio::spawn(run_client(client, myself.clone()));
-
         tracing::info!(bot = %me.name, %gateway, "Discord gateway starting");
         myself.send_after(watch_every(args.reconnect_grace), || GatewayMsg::Watch);
         Ok(GatewayState {
             me: me.id,
             sink: args.sink,
-            manager,
-            client,
-            stopped,
+            session,
             grace: args.reconnect_grace,
             down_since: Some(Instant::now()),
             stats: GatewayStats::default(),
@@ -182,38 +153,12 @@ impl Actor for DiscordGateway {
         msg: GatewayMsg,
         state: &mut GatewayState,
     ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            GatewayMsg::Created(message) => match to_incoming(&message, state.me) {
-                Some(incoming) => {
-                    state.stats.delivered += 1;
-                    (state.sink)(incoming);
-                }
-                None => state.stats.ignored += 1,
-            },
-            GatewayMsg::Ready { session_id } => {
-                tracing::info!(%session_id, "Discord gateway session ready");
-                state.stats.sessions += 1;
-                state.mark_connected();
-            }
-            GatewayMsg::Resumed => {
-                tracing::info!("Discord gateway session resumed");
-                state.stats.resumes += 1;
-                state.mark_connected();
-            }
-            GatewayMsg::Ended(result) => {
-                let why = result.err().unwrap_or_else(|| "it closed".into());
-                return Err(format!("the Discord gateway stopped: {why}").into());
-            }
-            GatewayMsg::Watch => {
-                state.watch().await?;
-                myself.send_after(watch_every(state.grace), || GatewayMsg::Watch);
-            }
-            GatewayMsg::Stats(reply) => {
-                // The asker may have given up waiting; nothing to do then.
-                let _ = reply.send(state.stats.clone());
-            }
+        let result = state.handle(&myself, msg).await;
+        if result.is_err() {
+            // ractor will not call `post_stop` after a failed handler.
+            state.session.close().await;
         }
-        Ok(())
+        result
     }
 
     async fn post_stop(
@@ -221,21 +166,51 @@ impl Actor for DiscordGateway {
         _myself: ActorRef<GatewayMsg>,
         state: &mut GatewayState,
     ) -> Result<(), ActorProcessingErr> {
-        state.stopped.store(true, Ordering::Release);
-        // Closes the WebSocket (close code 1000) and stops the shard queuer, after which
-        // `Client::start` returns by itself.
-        if tokio::time::timeout(SHUTDOWN_WAIT, state.manager.shutdown_all())
-            .await
-            .is_err()
-        {
-            tracing::warn!("the Discord gateway did not close within {SHUTDOWN_WAIT:?}");
-        }
-        state.client.abort();
+        state.session.close().await;
         Ok(())
     }
 }
 
 impl GatewayState {
+    async fn handle(
+        &mut self,
+        myself: &ActorRef<GatewayMsg>,
+        msg: GatewayMsg,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            GatewayMsg::Created(message) => match to_incoming(&message, self.me) {
+                Some(incoming) => {
+                    self.stats.delivered += 1;
+                    (self.sink)(incoming);
+                }
+                None => self.stats.ignored += 1,
+            },
+            GatewayMsg::Ready { session_id } => {
+                tracing::info!(%session_id, "Discord gateway session ready");
+                self.stats.sessions += 1;
+                self.mark_connected();
+            }
+            GatewayMsg::Resumed => {
+                tracing::info!("Discord gateway session resumed");
+                self.stats.resumes += 1;
+                self.mark_connected();
+            }
+            GatewayMsg::Ended(result) => {
+                let why = result.err().unwrap_or_else(|| "it closed".into());
+                return Err(format!("the Discord gateway stopped: {why}").into());
+            }
+            GatewayMsg::Watch => {
+                self.watch().await?;
+                myself.send_after(watch_every(self.grace), || GatewayMsg::Watch);
+            }
+            GatewayMsg::Stats(reply) => {
+                // The asker may have given up waiting; nothing to do then.
+                let _ = reply.send(self.stats.clone());
+            }
+        }
+        Ok(())
+    }
+
     fn mark_connected(&mut self) {
         self.stats.connected = true;
         self.down_since = None;
@@ -244,13 +219,7 @@ impl GatewayState {
     /// Fails once the shard has not been connected for the grace period. The stage comes from
     /// serenity's shard manager, which its runner updates on every change.
     async fn watch(&mut self) -> Result<(), ActorProcessingErr> {
-        let stage = self
-            .manager
-            .runners
-            .lock()
-            .await
-            .get(&ShardId(0))
-            .map(|runner| runner.stage);
+        let stage = self.session.stage().await;
         if stage == Some(ConnectionStage::Connected) {
             self.mark_connected();
             return Ok(());
@@ -273,13 +242,6 @@ impl GatewayState {
 /// Checks often enough to notice within a quarter of the grace, never busily.
 fn watch_every(grace: Duration) -> Duration {
     (grace / 4).clamp(Duration::from_millis(50), Duration::from_secs(5))
-}
-
-/// Runs serenity's client until it gives up, and says so.
-async fn run_client(mut client: Client, actor: ActorRef<GatewayMsg>) {
-    let result = client.start().await.map_err(|e| gateway_failure(&e));
-    // After `post_stop` nobody wants to know.
-    let _ = actor.cast(GatewayMsg::Ended(result));
 }
 
 /// The configured gateway, else the one `GET /gateway/bot` names.
@@ -332,62 +294,4 @@ fn start_error(error: &CallError, api: &str) -> ActorProcessingErr {
          DISCORD_API_URL and DISCORD_TOKEN"
     )
     .into()
-}
-
-/// Why serenity's client gave up, phrased so the user knows what to fix.
-fn gateway_failure(error: &serenity::Error) -> String {
-    match error {
-        serenity::Error::Gateway(GatewayError::InvalidAuthentication) => {
-            "the gateway refused the bot token (close code 4004); check DISCORD_TOKEN".into()
-        }
-        serenity::Error::Gateway(GatewayError::DisallowedGatewayIntents) => {
-            "the gateway refused the Message Content intent (close code 4014); switch it on \
-             in Discord's Developer Portal: Bot → Privileged Gateway Intents"
-                .into()
-        }
-        other => other.to_string(),
-    }
-}
-
-/// Serenity's event handler: forwards to the actor, nothing else.
-struct Forwarder {
-    actor: ActorRef<GatewayMsg>,
-    stopped: Arc<AtomicBool>,
-    manager: Arc<OnceLock<Arc<ShardManager>>>,
-    reaping: AtomicBool,
-}
-
-impl Forwarder {
-    fn forward(&self, msg: GatewayMsg) {
-        if !self.stopped.load(Ordering::Acquire) && self.actor.cast(msg).is_ok() {
-            return;
-        }
-        // The actor is gone, yet a shard still reports. Serenity's shard queuer outlives a
-        // `shutdown_all` made while no shard was running (it returns early, leaving the
-        // queuer retrying), so a connection can come up after the actor stopped. Close it,
-        // and the queuer with it, or it would hold a session nobody reads.
-        if !self.reaping.swap(true, Ordering::AcqRel)
-            && let Some(manager) = self.manager.get().cloned()
-        {
-            tracing::info!("closing a Discord gateway session left over from a stopped actor");
-            tokio::spawn(async move { manager.shutdown_all().await });
-        }
-    }
-}
-
-#[serenity::async_trait]
-impl EventHandler for Forwarder {
-    async fn message(&self, _ctx: Context, message: Message) {
-        self.forward(GatewayMsg::Created(Box::new(message)));
-    }
-
-    async fn ready(&self, _ctx: Context, ready: Ready) {
-        self.forward(GatewayMsg::Ready {
-            session_id: ready.session_id,
-        });
-    }
-
-    async fn resume(&self, _ctx: Context, _event: ResumedEvent) {
-        self.forward(GatewayMsg::Resumed);
-    }
 }

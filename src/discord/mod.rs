@@ -13,7 +13,10 @@
 //! - `convert.rs` turns a serenity `Message` into an `IncomingMessage` (mentions, replies to
 //!   the bot, DMs).
 //! - `transport.rs` and `gateway.rs` are the two halves named above.
+//! - `client.rs` wraps serenity's gateway client for the actor: start, forward events, and
+//!   close for sure (serenity's shard manager can leave a connection running otherwise).
 
+mod client;
 mod convert;
 mod gateway;
 mod transport;

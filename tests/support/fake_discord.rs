@@ -363,17 +363,18 @@ fn with_channel(shared: &Shared, channel: &str, f: impl FnOnce(u64) -> Response)
     }
 }
 
-fn check_content(body: &Value) -> Result<String, Response> {
+/// The content of a send or edit, or the refusal Discord would answer (status, code, text).
+fn check_content(body: &Value) -> Result<String, (StatusCode, u32, &'static str)> {
     let content = body.get("content").and_then(Value::as_str).unwrap_or("");
     if content.is_empty() {
-        return Err(error(
+        return Err((
             StatusCode::BAD_REQUEST,
             50006,
             "Cannot send an empty message",
         ));
     }
     if content.chars().count() > 2000 {
-        return Err(error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body"));
+        return Err((StatusCode::BAD_REQUEST, 50035, "Invalid Form Body"));
     }
     Ok(content.to_owned())
 }
@@ -390,7 +391,7 @@ fn send_message(shared: &Shared, channel: u64, body: &Value) -> Response {
     }
     let content = match check_content(body) {
         Ok(content) => content,
-        Err(refusal) => return refusal,
+        Err((status, code, text)) => return error(status, code, text),
     };
     let id = inner.next_message_id;
     inner.next_message_id += 1;
@@ -421,7 +422,7 @@ fn send_message(shared: &Shared, channel: u64, body: &Value) -> Response {
 fn edit_message(shared: &Shared, channel: u64, message: &str, body: &Value) -> Response {
     let content = match check_content(body) {
         Ok(content) => content,
-        Err(refusal) => return refusal,
+        Err((status, code, text)) => return error(status, code, text),
     };
     let id = message.parse::<u64>().unwrap_or(0);
     let mut inner = shared.lock();
