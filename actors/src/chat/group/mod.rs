@@ -119,7 +119,9 @@ pub struct GroupState {
     generation: u64,
     window_started: Instant,
     deadline: Instant,
-    run_task: Option<JoinHandle<()>>,
+    /// Aborted when dropped: ractor skips `post_stop` when a handler fails, but it always
+    /// drops the state, so a failed group cannot leave its agent running beside its successor.
+    run_task: Option<AbortOnDrop>,
 }
 
 /// The store key of a group.
@@ -176,9 +178,7 @@ impl Actor for Group {
         state: &mut GroupState,
     ) -> Result<(), ActorProcessingErr> {
         // The record stays in the snapshot: the run is redone when the group comes back.
-        if let Some(task) = state.run_task.take() {
-            task.abort();
-        }
+        state.run_task = None;
         Ok(())
     }
 
@@ -348,7 +348,7 @@ impl GroupState {
             group: myself.clone(),
             slot,
         };
-        self.run_task = Some(tokio::spawn(run::run(job)));
+        self.run_task = Some(AbortOnDrop(tokio::spawn(run::run(job))));
         Ok(())
     }
 
@@ -438,6 +438,15 @@ impl GroupState {
             GroupMsg::CooldownElapsed(generation)
         });
         Ok(())
+    }
+}
+
+/// A task that is aborted when its handle is dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
