@@ -140,6 +140,7 @@ async fn setup(window: Duration) -> Bench {
             admin_chat: None,
             admin_users: vec!["tg:42".into()],
             pipeline_summary: String::new(),
+            sandbox: "none".into(),
         },
         transports: HashMap::from([(Platform::Telegram, chat)]),
         group_deps: deps,

@@ -174,6 +174,9 @@ fn router_spec(w: ChatWiring, transports: HashMap<Platform, Arc<dyn ChatTranspor
                     admin_chat: c.pipeline_admin_chat.clone().map(ChatId),
                     admin_users: c.admin_users.clone(),
                     pipeline_summary: pipeline_summary(c),
+                    sandbox:
+                        "none: agents run as plain subprocesses (no container engine support yet)"
+                            .into(),
                 },
                 transports,
                 group_deps: GroupDeps {

@@ -75,6 +75,7 @@ impl Rig {
                 admin_chat: Some(ChatId("tg:admins".into())),
                 admin_users: vec!["42".into()],
                 pipeline_summary: "Repo: /srv/borg; tests: cargo test".into(),
+                sandbox: "none (test)".into(),
             },
             transports: HashMap::from([(Platform::Telegram, transport)]),
             group_deps: self.deps.clone(),
@@ -245,7 +246,10 @@ async fn informational_commands_answer_in_a_registered_chat() {
             && status.contains("claude-sonnet-4-6"),
         "{status}"
     );
-    assert!(status.contains("Breakers open: none"), "{status}");
+    assert!(
+        status.contains("Breakers open: none") && status.contains("Sandbox: none (test)"),
+        "{status}"
+    );
     assert_eq!(
         rig.say(&router, "tg:5", "tg:7", "/version").await.unwrap(),
         "borg 9.9.9"

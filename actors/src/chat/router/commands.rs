@@ -119,12 +119,13 @@ impl RouterState {
             .map(|a| format!("{} ({:?})", a.path, a.breaker.unwrap_or(BreakerState::Open)))
             .collect();
         format!(
-            "borg {}\nUp {} s\nGroups: {} registered\nAgents running: {}\nModel: {}\nBreakers open: {}",
+            "borg {}\nUp {} s\nGroups: {} registered\nAgents running: {}\nModel: {}\nSandbox: {}\nBreakers open: {}",
             s.version,
             s.started.elapsed().as_secs(),
             self.book.registered.len(),
             agents,
             self.args.group_deps.settings.model,
+            s.sandbox,
             if tripped.is_empty() {
                 "none".to_owned()
             } else {

@@ -31,6 +31,8 @@ pub struct RouterSettings {
     pub admin_users: Vec<String>,
     /// What `/pipeline` prints.
     pub pipeline_summary: String,
+    /// How agents are isolated, as `/status` shows it (a warning when they are not).
+    pub sandbox: String,
 }
 
 /// What the router works with.
