@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use actors::chat::split::{split_message, utf16_len};
+use actors::chat::split::{parts_within, split_message, utf16_len};
 use actors::chat::{ChatId, ChatTransport, Format, Platform, TransportError, TransportFuture};
 use serenity::builder::{CreateAllowedMentions, CreateMessage, EditMessage};
 use serenity::http::Http;
@@ -98,15 +98,7 @@ impl ChatTransport for DiscordTransport {
                 }
                 parsed
             });
-            let limit = Platform::Discord.max_message_chars();
-            // Splitting is the caller's job; this guard turns a caller's slip into several
-            // messages instead of serenity's "message too long" refusal.
-            let parts = if utf16_len(text) > limit {
-                tracing::warn!(%chat, units = utf16_len(text), "text over the limit; splitting");
-                split_message(text, limit)
-            } else {
-                vec![text.to_owned()]
-            };
+            let parts = parts_within(chat, text, Platform::Discord.max_message_chars());
             let mut last = None;
             for part in &parts {
                 // Only the first part answers the message; the rest follow it.

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use actors::chat::split::{split_message, utf16_len};
+use actors::chat::split::{parts_within, split_message, utf16_len};
 use actors::chat::{ChatId, ChatTransport, Format, Platform, TransportError, TransportFuture};
 use teloxide::payloads::SendMessageSetters;
 use teloxide::prelude::Requester;
@@ -110,15 +110,7 @@ impl ChatTransport for TelegramTransport {
                     None
                 }
             });
-            let limit = Platform::Telegram.max_message_chars();
-            // Splitting is the caller's job; this guard turns a caller's slip into several
-            // messages instead of a "message is too long" refusal.
-            let parts = if utf16_len(text) > limit {
-                tracing::warn!(%chat, units = utf16_len(text), "text over the limit; splitting");
-                split_message(text, limit)
-            } else {
-                vec![text.to_owned()]
-            };
+            let parts = parts_within(&chat, text, Platform::Telegram.max_message_chars());
             let mut last = None;
             for part in &parts {
                 // Only the first part answers the message; the rest follow it.

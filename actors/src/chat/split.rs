@@ -36,6 +36,17 @@ pub fn split_message(text: &str, max_units: usize) -> Vec<String> {
     chunks
 }
 
+/// A transport's guard: splitting is its caller's job, but a text over `max_units` becomes
+/// several messages (with a warning naming `chat`) instead of the platform's refusal.
+pub fn parts_within(chat: &impl std::fmt::Display, text: &str, max_units: usize) -> Vec<String> {
+    let units = utf16_len(text);
+    if units <= max_units {
+        return vec![text.to_owned()];
+    }
+    tracing::warn!(%chat, units, "text over the limit; splitting");
+    split_message(text, max_units)
+}
+
 /// The byte index at which the first chunk of `rest` ends (`rest.len()` if all of it fits).
 fn cut_point(rest: &str, max_units: usize) -> usize {
     // `limit`: the longest prefix that fits, always on a char boundary.
