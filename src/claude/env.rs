@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::Path;
 
-use super::runner::ClaudeConfig;
+use super::settings::ClaudeConfig;
 
 /// Copied from borg's environment into every run when set.
 pub const BASE_VARS: &[&str] = &["PATH", "LANG", "LC_ALL", "TERM", "TZ"];

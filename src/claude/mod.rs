@@ -7,6 +7,7 @@
 //! - [`summary`]: one-line tool-call descriptions for progress messages;
 //! - [`env`]: the allow-list of environment variables a run gets;
 //! - [`process`]: bounded stdout/stderr readers and the process-group killer;
+//! - [`settings`]: [`ClaudeConfig`], how borg starts the CLI;
 //! - [`runner`]: [`ClaudeRunner`], which puts them together.
 //!
 //! The recorded output of the real CLI in `tests/fixtures/claude-code-2.1.328` is the
@@ -17,8 +18,10 @@ pub mod accumulator;
 pub mod env;
 pub mod process;
 pub mod runner;
+pub mod settings;
 pub mod stream;
 pub mod summary;
 
 pub use accumulator::{Notes, StreamAccumulator, ToolNote};
-pub use runner::{ClaudeConfig, ClaudeRunner};
+pub use runner::ClaudeRunner;
+pub use settings::ClaudeConfig;

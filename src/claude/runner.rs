@@ -20,7 +20,6 @@
 //! for runs that are sandboxed already (a container); it then also sets `IS_SANDBOX=1`,
 //! without which the CLI refuses the flag when running as root.
 
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::Stdio;
 use std::time::Duration;
@@ -33,39 +32,13 @@ use tokio::time::{Instant, sleep_until};
 use super::accumulator::StreamAccumulator;
 use super::env::{RUN_MARKER_VAR, child_env};
 use super::process::{Line, LineReader, MAX_LINE_BYTES, RunProcesses, StderrTail};
+use super::settings::ClaudeConfig;
 
 /// After claude exits, how long stdout may stay open (held by something it started) before
 /// the run is closed anyway.
 const AFTER_EXIT_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for stderr to end once the run's processes are dead.
 const STDERR_GRACE: Duration = Duration::from_secs(1);
-
-/// How borg starts claude; one per daemon.
-#[derive(Debug, Clone)]
-pub struct ClaudeConfig {
-    /// The executable: a path, or a bare name looked up on the child's `PATH`.
-    pub bin: PathBuf,
-    /// Set in the child's environment after everything else except `HOME` (see
-    /// [`super::env`]); e.g. `CLAUDE_CODE_MAX_RETRIES`.
-    pub extra_env: Vec<(String, String)>,
-    /// Copy [`super::env::MODEL_ACCESS_VARS`] (API key, base URL, proxies) from borg's own
-    /// environment. Off in tests, which pass a fake API through `extra_env` instead.
-    pub inherit_model_access: bool,
-    /// Pass `--dangerously-skip-permissions` (and `IS_SANDBOX=1`): only for runs that are
-    /// sandboxed by other means, because every tool then runs unasked.
-    pub dangerously_skip_permissions: bool,
-}
-
-impl Default for ClaudeConfig {
-    fn default() -> Self {
-        Self {
-            bin: PathBuf::from("claude"),
-            extra_env: Vec::new(),
-            inherit_model_access: true,
-            dangerously_skip_permissions: false,
-        }
-    }
-}
 
 /// Runs Claude Code as a local subprocess.
 #[derive(Debug, Clone)]

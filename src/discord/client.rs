@@ -31,7 +31,7 @@ use serenity::model::id::ShardId;
 use tokio::task::JoinHandle;
 
 use super::INTENTS;
-use super::gateway::GatewayMsg;
+use super::messages::GatewayMsg;
 
 /// How long closing waits for serenity to close the WebSocket: below the supervisor's
 /// default 5 s shutdown timeout, so a slow close is abandoned rather than the actor killed.

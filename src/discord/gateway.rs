@@ -19,14 +19,14 @@
 use std::time::{Duration, Instant};
 
 use actors::chat::InboundSink;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serenity::gateway::ConnectionStage;
 use serenity::http::{Http, HttpError};
-use serenity::model::channel::Message;
 use serenity::model::id::UserId;
 use supervisors::{ChildSpec, StartCtx};
 
 use super::client::Session;
+pub use super::messages::{GatewayMsg, GatewayStats};
 use super::{DiscordConfig, REQUEST_TIMEOUT, to_incoming, token_refused};
 
 /// What the gateway actor needs; cloned for every (re)start.
@@ -49,37 +49,6 @@ impl GatewayArgs {
             reconnect_grace: Duration::from_secs(60),
         }
     }
-}
-
-/// The gateway actor's messages. Events come from serenity's handler; `Watch` is its timer.
-pub enum GatewayMsg {
-    /// MESSAGE_CREATE.
-    Created(Box<Message>),
-    /// READY: a new session was identified.
-    Ready { session_id: String },
-    /// RESUMED: the session survived a reconnect.
-    Resumed,
-    /// Serenity's client returned: the gateway is gone for good (or was shut down).
-    Ended(Result<(), String>),
-    /// Check the shard's connection.
-    Watch,
-    /// Counters since this incarnation started.
-    Stats(RpcReplyPort<GatewayStats>),
-}
-
-/// Counters of one gateway incarnation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GatewayStats {
-    /// The shard was connected at the last check or event.
-    pub connected: bool,
-    /// READY events: identified sessions.
-    pub sessions: u64,
-    /// RESUMED events.
-    pub resumes: u64,
-    /// Messages handed to the sink.
-    pub delivered: u64,
-    /// Messages from bots (itself included), system messages, messages without text.
-    pub ignored: u64,
 }
 
 /// The gateway actor.

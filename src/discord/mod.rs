@@ -19,6 +19,7 @@
 mod client;
 mod convert;
 mod gateway;
+mod messages;
 mod transport;
 
 use std::fmt;
