@@ -306,3 +306,48 @@ async fn retiring_is_refused_while_a_run_is_in_flight() {
         Ok(())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_answer_whose_second_part_fails_is_resumed_not_resent() {
+    let rig = rig(false, 5, 4).await;
+    let long: String = (0..300)
+        .map(|i| format!("line {i} of a long answer\n"))
+        .collect();
+    *rig.agent.answer.lock().unwrap() = Some(long.clone());
+    // Answer sends: 1 = the first part, 2 = the second part, which fails once.
+    rig.chat.fail_attempts.lock().unwrap().push(2);
+    let group = rig.group("tg:1").await;
+    group
+        .cast(GroupMsg::Incoming(message(1, "@Borg tell me everything")))
+        .unwrap();
+    // The failed part is retried after 5 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while rig.chat.answers().concat_len() < long.len() {
+        let sent = rig.chat.answers().len();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "parts missing: {sent} sent"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let answers = rig.chat.answers();
+    let joined: String = answers.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(joined, long, "every part once, in order");
+    assert_eq!(
+        answers[0].1.as_deref(),
+        Some("1"),
+        "only the first part is a reply"
+    );
+    assert!(answers[1..].iter().all(|(_, r)| r.is_none()));
+}
+
+trait ConcatLen {
+    fn concat_len(&self) -> usize;
+}
+
+impl ConcatLen for Vec<(String, Option<String>)> {
+    fn concat_len(&self) -> usize {
+        self.iter().map(|(t, _)| t.len()).sum()
+    }
+}

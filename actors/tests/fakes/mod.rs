@@ -18,6 +18,10 @@ pub struct FakeChat {
     pub sent: Mutex<Vec<(ChatId, String, Option<String>)>>,
     pub edits: Mutex<Vec<String>>,
     pub hang: std::sync::atomic::AtomicBool,
+    /// Attempts to send an answer (counted from 1; status messages do not count) that fail
+    /// once with `Unavailable`.
+    pub fail_attempts: Mutex<Vec<usize>>,
+    pub attempts: std::sync::atomic::AtomicUsize,
 }
 
 impl FakeChat {
@@ -56,6 +60,13 @@ impl ChatTransport for FakeChat {
             if self.hang.load(std::sync::atomic::Ordering::SeqCst) {
                 std::future::pending::<()>().await;
             }
+            let attempt = self
+                .attempts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                + 1;
+            if self.fail_attempts.lock().unwrap().contains(&attempt) {
+                return Err(TransportError::Unavailable("flaky network".into()));
+            }
             let mut sent = self.sent.lock().unwrap();
             sent.push((chat.clone(), text.to_owned(), reply_to.map(str::to_owned)));
             Ok::<_, TransportError>(sent.len().to_string())
@@ -82,6 +93,8 @@ pub struct FakeAgent {
     pub gate: Semaphore,
     pub held: bool,
     pub fail_with: Mutex<Option<actors::agent::AgentError>>,
+    /// Answer with this text instead of `DONE <n>`.
+    pub answer: Mutex<Option<String>>,
 }
 
 impl FakeAgent {
@@ -91,6 +104,7 @@ impl FakeAgent {
             gate: Semaphore::new(0),
             held,
             fail_with: Mutex::default(),
+            answer: Mutex::default(),
         }
     }
     pub fn runs(&self) -> usize {
@@ -122,7 +136,12 @@ impl AgentRunner for FakeAgent {
             }
             AgentOutcome {
                 session_id: Some("s1".into()),
-                text: format!("DONE {n}"),
+                text: self
+                    .answer
+                    .lock()
+                    .unwrap()
+                    .clone()
+                    .unwrap_or(format!("DONE {n}")),
                 cost_usd: Some(0.01),
                 num_turns: Some(1),
                 error: self.fail_with.lock().unwrap().clone(),

@@ -395,6 +395,7 @@ impl GroupState {
             run,
             text,
             reply_to: record.reply_to().map(str::to_owned),
+            parts_sent: 0,
         });
         self.save().await?;
         self.deliver(myself).await
@@ -410,7 +411,8 @@ impl GroupState {
             .chat
             .platform()
             .map_or(4000, |p| p.max_message_chars());
-        for (i, part) in split_message(&reply.text, limit).iter().enumerate() {
+        let parts = split_message(&reply.text, limit);
+        for (i, part) in parts.iter().enumerate().skip(reply.parts_sent as usize) {
             let reply_to = if i == 0 {
                 reply.reply_to.as_deref()
             } else {
@@ -428,6 +430,13 @@ impl GroupState {
                     GroupMsg::RetryDelivery(generation)
                 });
                 return Ok(());
+            }
+            if i + 1 < parts.len()
+                && let Some(pending) = self.snap.undelivered.as_mut()
+            {
+                // Remembered durably, so a retry or a restart goes on after this part.
+                pending.parts_sent = (i + 1) as u32;
+                self.save().await?;
             }
         }
         self.snap.undelivered = None;

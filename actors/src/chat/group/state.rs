@@ -5,7 +5,7 @@
 //! delivers an undelivered reply, or runs an inflight record again, exactly once.
 
 use serde::{Deserialize, Serialize};
-use supervisors::snapshot::Snapshot;
+use supervisors::snapshot::{Snapshot, SnapshotError, decode_payload};
 
 use crate::chat::port::{ChatId, IncomingMessage};
 
@@ -66,9 +66,12 @@ pub struct Reply {
     pub run: u64,
     pub text: String,
     pub reply_to: Option<String>,
+    /// Parts of a long answer already delivered: a retry resumes after them instead of
+    /// sending the whole answer again.
+    pub parts_sent: u32,
 }
 
-/// The persisted state of one group (format version 1).
+/// The persisted state of one group (format version 2: `Reply::parts_sent`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupSnapshot {
     pub chat: ChatId,
@@ -87,7 +90,62 @@ pub struct GroupSnapshot {
 }
 
 impl Snapshot for GroupSnapshot {
-    const VERSION: u16 = 1;
+    const VERSION: u16 = 2;
+
+    fn upgrade(version: u16, payload: &[u8]) -> Result<Self, SnapshotError> {
+        match version {
+            1 => Ok(decode_payload::<v1::GroupSnapshot>(payload)?.into()),
+            v => Err(SnapshotError::UnknownVersion(v)),
+        }
+    }
+}
+
+/// Format version 1, frozen: how groups were stored before replies counted their parts.
+mod v1 {
+    use serde::{Deserialize, Serialize};
+
+    use super::{ChatId, ChatLine, RunRecord};
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Reply {
+        pub run: u64,
+        pub text: String,
+        pub reply_to: Option<String>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct GroupSnapshot {
+        pub chat: ChatId,
+        pub title: String,
+        pub session_id: Option<String>,
+        pub pending: Vec<ChatLine>,
+        pub inflight: Option<RunRecord>,
+        pub undelivered: Option<Reply>,
+        pub next_run: u64,
+        pub recent_runs_ms: Vec<u64>,
+        pub seen: Vec<String>,
+    }
+
+    impl From<GroupSnapshot> for super::GroupSnapshot {
+        fn from(old: GroupSnapshot) -> Self {
+            super::GroupSnapshot {
+                chat: old.chat,
+                title: old.title,
+                session_id: old.session_id,
+                pending: old.pending,
+                inflight: old.inflight,
+                undelivered: old.undelivered.map(|r| super::Reply {
+                    run: r.run,
+                    text: r.text,
+                    reply_to: r.reply_to,
+                    parts_sent: 0,
+                }),
+                next_run: old.next_run,
+                recent_runs_ms: old.recent_runs_ms,
+                seen: old.seen,
+            }
+        }
+    }
 }
 
 /// How many message ids are remembered for de-duplication.
@@ -223,6 +281,32 @@ mod tests {
         let l = ChatLine::from_message(&msg, true);
         assert!(l.text.starts_with("éé") && l.text.ends_with("[…message cut]"));
         assert!(l.text.chars().count() < MAX_LINE_CHARS + 20);
+    }
+
+    /// Bytes written by format version 1. Never edit: real groups were stored like this.
+    const GOLDEN_V1: &[u8] = &[
+        66, 83, 78, 80, 1, 0, 5, 116, 103, 58, 45, 53, 3, 100, 101, 118, 1, 2, 115, 49, 0, 0, 1, 1,
+        5, 104, 101, 108, 108, 111, 1, 1, 55, 2, 1, 208, 15, 1, 1, 55,
+    ];
+
+    #[test]
+    fn version_1_snapshots_still_load() {
+        let g: GroupSnapshot = supervisors::snapshot::decode(GOLDEN_V1).unwrap();
+        assert_eq!(g.chat, ChatId("tg:-5".into()));
+        assert_eq!(g.session_id.as_deref(), Some("s1"));
+        assert_eq!(
+            g.undelivered,
+            Some(Reply {
+                run: 1,
+                text: "hello".into(),
+                reply_to: Some("7".into()),
+                parts_sent: 0
+            })
+        );
+        assert_eq!(
+            (g.next_run, g.recent_runs_ms.as_slice(), g.seen.as_slice()),
+            (2, &[2000][..], &["7".to_string()][..])
+        );
     }
 
     #[test]
