@@ -342,7 +342,7 @@ impl GroupState {
         let job = run::RunJob {
             run: record.run,
             chat: self.snap.chat.clone(),
-            request: self.request(&record)?,
+            request: self.request(&record).await?,
             transport: self.deps.transport.clone(),
             runner: self.deps.runner.clone(),
             group: myself.clone(),
@@ -352,12 +352,13 @@ impl GroupState {
         Ok(())
     }
 
-    fn request(&self, record: &RunRecord) -> Result<AgentRequest, ActorProcessingErr> {
+    async fn request(&self, record: &RunRecord) -> Result<AgentRequest, ActorProcessingErr> {
         let s = &self.deps.settings;
         let dir = s.sessions_dir.join(session_dir_name(&self.snap.chat));
         let (home, workdir) = (dir.join("home"), dir.join("work"));
-        std::fs::create_dir_all(&home)?;
-        std::fs::create_dir_all(&workdir)?;
+        // Off the async workers: a slow disk must not stall other actors.
+        tokio::fs::create_dir_all(&home).await?;
+        tokio::fs::create_dir_all(&workdir).await?;
         Ok(AgentRequest {
             prompt: prompt(&s.assistant_name, &self.snap.title, &record.lines),
             model: s.model.clone(),
