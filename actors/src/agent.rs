@@ -10,6 +10,8 @@ use std::time::Duration;
 /// One agent run to perform.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentRequest {
+    /// Who the run is for, for logs and container labels: `task-12`, `chat-tg_42`.
+    pub owner: String,
     /// Given to the agent on stdin (never as an argument: prompts can exceed argv limits).
     pub prompt: String,
     pub model: String,

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod chat;
+pub mod pipeline;
 pub mod slots;
 
 pub use supervisors;

@@ -273,6 +273,7 @@ mod tests {
 
     fn request() -> AgentRequest {
         AgentRequest {
+            owner: "test".into(),
             prompt: "never an argument".into(),
             model: "m".into(),
             resume: None,

@@ -101,6 +101,7 @@ pub fn recorded_pid(dir: &Path, file: &str) -> i32 {
 /// A request with its HOME and workdir under `root`, and generous timeouts.
 pub fn request(root: &Path, prompt: &str) -> AgentRequest {
     AgentRequest {
+        owner: "test".to_owned(),
         prompt: prompt.to_owned(),
         model: "claude-sonnet-4-6".to_owned(),
         resume: None,

@@ -360,6 +360,7 @@ impl GroupState {
         tokio::fs::create_dir_all(&home).await?;
         tokio::fs::create_dir_all(&workdir).await?;
         Ok(AgentRequest {
+            owner: format!("chat-{}", session_dir_name(&self.snap.chat)),
             prompt: prompt(&s.assistant_name, &self.snap.title, &record.lines),
             model: s.model.clone(),
             resume: self.snap.session_id.clone(),

@@ -1,0 +1,3 @@
+//! The engineering pipeline: repositories, tasks and their phases.
+
+pub mod ports;

@@ -1,0 +1,116 @@
+//! The ports the pipeline's actors reach the world through: [`Vcs`] (one git repository, its
+//! task branches and worktrees) and [`TestRunner`] (a repository's test command, run in the
+//! task's sandbox). Agents run through [`crate::agent::AgentRunner`]. The daemon provides the
+//! real adapters (gix and the git CLI; Docker or a plain process).
+
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::Duration;
+
+/// A task's branch and worktree, as [`Vcs::prepare`] made them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Worktree {
+    /// `<repo>/.worktrees/task-<id>`.
+    pub path: PathBuf,
+    /// `borg/task-<id>`.
+    pub branch: String,
+    /// The commit of `main` the branch started from.
+    pub base: String,
+}
+
+/// A git operation that failed; the message names the repository, the operation and git's
+/// own words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VcsError(pub String);
+
+impl fmt::Display for VcsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for VcsError {}
+
+/// Git operations on one repository. Blocking: callers run them off the async workers
+/// (`spawn_blocking`). Every operation is idempotent where the pipeline may repeat it after
+/// a crash (`prepare`, `remove`).
+pub trait Vcs: Send + Sync + 'static {
+    /// The repository's name (its configured identity, not a worktree path).
+    fn name(&self) -> &str;
+
+    /// Creates branch `borg/task-<task>` from `main` and its worktree at
+    /// `<repo>/.worktrees/task-<task>`. When both exist already (a restart), returns them as
+    /// they are; a branch without its worktree gets the worktree back.
+    fn prepare(&self, task: u64) -> Result<Worktree, VcsError>;
+
+    /// The commit the worktree's HEAD points at (full hex id).
+    fn head(&self, worktree: &Path) -> Result<String, VcsError>;
+
+    /// Stages every change in the worktree (new, modified, deleted files; `.gitignore`d ones
+    /// excepted) and commits it with `message` as borg's identity. `Ok(None)` when there was
+    /// nothing to commit.
+    fn commit_all(&self, worktree: &Path, message: &str) -> Result<Option<String>, VcsError>;
+
+    /// Paths (relative to the worktree, `/`-separated, sorted) that differ between commit
+    /// `since` and the working tree, counting uncommitted and untracked (not ignored) files.
+    fn changed_files(&self, worktree: &Path, since: &str) -> Result<Vec<String>, VcsError>;
+
+    /// Puts `paths` back to their content at `commit`, in the working tree; a path that did
+    /// not exist at `commit` is deleted.
+    fn restore(&self, worktree: &Path, commit: &str, paths: &[String]) -> Result<(), VcsError>;
+
+    /// A hex digest over the names and contents of `paths` in the working tree (a missing
+    /// file hashes as missing), to notice edits to frozen files.
+    fn hash_files(&self, worktree: &Path, paths: &[String]) -> Result<String, VcsError>;
+
+    /// Removes the task's worktree (discarding its changes) and, if `delete_branch`, its
+    /// branch. Succeeds when they are already gone.
+    fn remove(&self, task: u64, delete_branch: bool) -> Result<(), VcsError>;
+}
+
+/// One run of a repository's test command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestRequest {
+    /// Who runs it, for container labels and logs ("task-12").
+    pub owner: String,
+    /// The worktree to test; the command runs with this as its working directory.
+    pub workdir: PathBuf,
+    /// Run with `sh -c`.
+    pub command: String,
+    pub timeout: Duration,
+}
+
+/// How a test command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestOutcome {
+    pub passed: bool,
+    /// `None` when it was killed (timeout) or died of a signal.
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    /// The last part of stdout and stderr interleaved, bounded (at most 16 KB).
+    pub output_tail: String,
+}
+
+/// The test command could not run at all (the sandbox refused or is unreachable): not a
+/// test failure, so it must not count against a task's attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestRunError(pub String);
+
+impl fmt::Display for TestRunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TestRunError {}
+
+/// Runs test commands. Implementations kill everything the command started when it times
+/// out or when the returned future is dropped.
+pub trait TestRunner: Send + Sync + 'static {
+    fn run(
+        &self,
+        request: TestRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<TestOutcome, TestRunError>> + Send + '_>>;
+}
