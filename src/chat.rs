@@ -5,7 +5,8 @@
 //! ├── groups               dynamic supervisor: one `group:<chat>` per registered chat
 //! ├── router               commands, registration, forwarding to groups
 //! ├── transport:telegram   long-polls the Bot API (when TELEGRAM_BOT_TOKEN is set)
-//! └── transport:discord    the gateway connection (when DISCORD_ENABLED and DISCORD_TOKEN)
+//! ├── transport:discord    the gateway connection (when DISCORD_ENABLED and DISCORD_TOKEN)
+//! └── transport:whatsapp   the WhatsApp bridge process (when WHATSAPP_ENABLED)
 //! ```
 //!
 //! rest_for_one because each child uses the ones before it: if `groups` restarts (all group
@@ -35,11 +36,14 @@ use crate::claude::{ClaudeConfig, ClaudeRunner};
 use crate::config::Config;
 use crate::discord::{DiscordConfig, DiscordGateway, DiscordTransport, GatewayArgs};
 use crate::telegram::{PollerArgs, TelegramConfig, TelegramPoller, TelegramTransport};
+use crate::whatsapp::{
+    BridgeArgs, WhatsAppBridge, WhatsAppConfig, WhatsAppLink, WhatsAppTransport,
+};
 
 /// Registered names of the actors other actors look up.
 pub const SLOTS_NAME: &str = "borg:agent-slots";
 const GROUPS_NAME: &str = "borg:chat:groups";
-const ROUTER_NAME: &str = "borg:chat:router";
+pub const ROUTER_NAME: &str = "borg:chat:router";
 
 /// What the chat subtree is built from.
 #[derive(Clone)]
@@ -87,8 +91,19 @@ pub fn chat_spec(w: ChatWiring) -> SupervisorSpec {
             Err(e) => tracing::error!("Discord is off: {e}"),
         }
     }
-    if w.config.whatsapp_enabled {
-        tracing::warn!("WhatsApp is not supported by this build yet (WHATSAPP_ENABLED is ignored)");
+    let whatsapp = w
+        .config
+        .whatsapp_enabled
+        .then(|| WhatsAppConfig::from_settings(&w.config))
+        .and_then(|config| {
+            config
+                .inspect_err(|e| tracing::error!("WhatsApp is off: {e}"))
+                .ok()
+        })
+        .map(|config| (config, WhatsAppLink::new()));
+    if let Some((config, link)) = &whatsapp {
+        let transport = WhatsAppTransport::new(link.clone(), config.send_timeout);
+        transports.insert(Platform::WhatsApp, Arc::new(transport));
     }
     let mut children = vec![groups_spec(), router_spec(w.clone(), transports.clone())];
     if let Some(telegram) = telegram.filter(|_| transports.contains_key(&Platform::Telegram)) {
@@ -111,6 +126,21 @@ pub fn chat_spec(w: ChatWiring) -> SupervisorSpec {
                     ..Backoff::default()
                 })
                 .breaker(BreakerPolicy::default()),
+        );
+    }
+    if let Some((config, link)) = whatsapp {
+        children.push(
+            WhatsAppBridge::child_spec(BridgeArgs {
+                config,
+                link,
+                sink: router_sink(),
+            })
+            // Every restart starts Node and logs in to WhatsApp again.
+            .backoff(Backoff {
+                initial: Duration::from_secs(2),
+                ..Backoff::default()
+            })
+            .breaker(BreakerPolicy::default()),
         );
     }
     SupervisorSpec {

@@ -106,6 +106,20 @@ pub struct Config {
     /// `AGENT_IDLE_TIMEOUT_S`: stops an agent that hangs without output long before the hard
     /// `AGENT_TIMEOUT_S`.
     pub agent_idle_timeout_s: u64,
+    /// `WHATSAPP_NODE`: the Node.js that runs the WhatsApp bridge.
+    pub whatsapp_node: PathBuf,
+    /// `WHATSAPP_NPM`: the npm that installs the bridge's packages.
+    pub whatsapp_npm: PathBuf,
+    /// `WHATSAPP_BRIDGE_CMD`: a bridge program to run instead of borg's own.
+    pub whatsapp_bridge_cmd: Option<String>,
+    /// `AGENT_SANDBOX`: containers, or plain processes where no engine runs.
+    pub agent_sandbox: SandboxKind,
+    /// `AGENT_IMAGE`: the image agent containers run.
+    pub agent_image: String,
+    /// `AGENT_NETWORK`: the network mode of agent containers.
+    pub agent_network: String,
+    /// `TEST_TIMEOUT_S`: the limit on one run of a repository's test command.
+    pub test_timeout_s: u64,
     /// `CLAUDE_BIN`: which `claude` to run, for installs outside PATH and for tests.
     pub claude_bin: PathBuf,
     /// `TELEGRAM_API_URL`: where the Bot API lives, so tests can point at a local fake.
@@ -134,6 +148,25 @@ pub struct WatchedRepo {
     pub lint_cmd: Option<String>,
     /// A short name for the repository in chats and on the dashboard.
     pub slug: Option<String>,
+}
+
+/// Where agents and test commands run (`AGENT_SANDBOX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SandboxKind {
+    /// A hardened container per run.
+    #[default]
+    Docker,
+    /// A plain process on the host, in the task's worktree.
+    Process,
+}
+
+impl SandboxKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxKind::Docker => "docker",
+            SandboxKind::Process => "process",
+        }
+    }
 }
 
 /// How log lines are written (`LOG_FORMAT`).
@@ -216,6 +249,15 @@ impl Config {
             log_format: parse::log_format("LOG_FORMAT", &or_default("LOG_FORMAT"))?,
             shutdown_timeout_s: number("BORG_SHUTDOWN_TIMEOUT_S", &or_default, 1, 3_600)?,
             agent_idle_timeout_s: number("AGENT_IDLE_TIMEOUT_S", &or_default, 1, 86_400)?,
+            whatsapp_node: PathBuf::from(or_default("WHATSAPP_NODE")),
+            whatsapp_npm: PathBuf::from(or_default("WHATSAPP_NPM")),
+            whatsapp_bridge_cmd: get("WHATSAPP_BRIDGE_CMD")
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty()),
+            agent_sandbox: parse::sandbox("AGENT_SANDBOX", &or_default("AGENT_SANDBOX"))?,
+            agent_image: parse::word("AGENT_IMAGE", or_default("AGENT_IMAGE"), None)?,
+            agent_network: parse::network("AGENT_NETWORK", &or_default("AGENT_NETWORK"))?,
+            test_timeout_s: number("TEST_TIMEOUT_S", &or_default, 1, 86_400)?,
             claude_bin: PathBuf::from(or_default("CLAUDE_BIN")),
             telegram_api_url: get("TELEGRAM_API_URL")
                 .map(|url| parse::url("TELEGRAM_API_URL", url, &["http://", "https://"]))
@@ -370,6 +412,13 @@ impl fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("shutdown_timeout_s", &self.shutdown_timeout_s)
             .field("agent_idle_timeout_s", &self.agent_idle_timeout_s)
+            .field("whatsapp_node", &self.whatsapp_node)
+            .field("whatsapp_npm", &self.whatsapp_npm)
+            .field("whatsapp_bridge_cmd", &self.whatsapp_bridge_cmd)
+            .field("agent_sandbox", &self.agent_sandbox)
+            .field("agent_image", &self.agent_image)
+            .field("agent_network", &self.agent_network)
+            .field("test_timeout_s", &self.test_timeout_s)
             .field("claude_bin", &self.claude_bin)
             .field("telegram_api_url", &self.telegram_api_url)
             .field("discord_api_url", &self.discord_api_url)

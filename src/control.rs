@@ -1,8 +1,10 @@
 //! The control socket: how `borg status` asks a running daemon what it is doing.
 //!
 //! The daemon listens on `DATA_DIR/borg.sock` (a Unix socket, so only local users with access
-//! to the data directory can ask). A client connects and reads one JSON [`StatusReport`];
-//! no request is needed. The socket is an actor in the tree like everything else, so it
+//! to the data directory can ask). A client connects, writes one JSON request on one line
+//! (`{"cmd":"status"}`, `{"cmd":"tasks"}`, `{"cmd":"task","id":3}`,
+//! `{"cmd":"task_add","repo":..,"title":..,"description":..}`) and reads one JSON answer
+//! (see [`requests`]). The socket is an actor in the tree like everything else, so it
 //! stops in order and is restarted if its accept loop dies.
 
 use std::path::{Path, PathBuf};
@@ -11,11 +13,13 @@ use std::time::Instant;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::Serialize;
 use supervisors::{ActorInfo, EventRecord, Introspection};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinHandle;
 
 use crate::store::Store;
+
+mod requests;
 
 /// The socket's file name inside `DATA_DIR`.
 pub const SOCKET_NAME: &str = "borg.sock";
@@ -90,24 +94,39 @@ async fn bind(path: &Path) -> Result<UnixListener, ActorProcessingErr> {
 
 async fn accept_loop(listener: UnixListener, args: ControlArgs) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
+        let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let report = report(&args);
-        tokio::spawn(async move {
-            match serde_json::to_vec(&report) {
-                Ok(bytes) => {
-                    // A client that hangs up early only loses its own answer.
-                    let _ = stream.write_all(&bytes).await;
-                    let _ = stream.shutdown().await;
-                }
-                Err(e) => tracing::error!("status report does not serialize: {e}"),
-            }
-        });
+        let args = args.clone();
+        // A slow or silent client only holds up its own answer.
+        tokio::spawn(async move { serve(stream, args).await });
     }
 }
 
-fn report(args: &ControlArgs) -> StatusReport {
+/// Reads one request line, answers with one JSON document, closes.
+async fn serve(stream: UnixStream, args: ControlArgs) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(read).take(MAX_REQUEST_BYTES);
+    let read = tokio::time::timeout(REQUEST_WAIT, reader.read_line(&mut line)).await;
+    let answer = match read {
+        Ok(Ok(_)) => requests::answer(line.trim(), &args).await,
+        Ok(Err(e)) => requests::error(format!("the request could not be read: {e}")),
+        Err(_) => requests::error("no request arrived within 5 s".into()),
+    };
+    match serde_json::to_vec(&answer) {
+        Ok(bytes) => {
+            let _ = write.write_all(&bytes).await;
+            let _ = write.shutdown().await;
+        }
+        Err(e) => tracing::error!("control answer does not serialize: {e}"),
+    }
+}
+
+const MAX_REQUEST_BYTES: u64 = 256 * 1024;
+const REQUEST_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+pub(crate) fn report(args: &ControlArgs) -> StatusReport {
     StatusReport {
         version: env!("CARGO_PKG_VERSION"),
         pid: std::process::id(),
@@ -121,8 +140,16 @@ fn report(args: &ControlArgs) -> StatusReport {
 
 /// Asks a running daemon for its status; `None` if no daemon answers.
 pub async fn query(data_dir: &Path) -> Option<serde_json::Value> {
+    request(data_dir, &serde_json::json!({"cmd": "status"})).await
+}
+
+/// Sends one request to a running daemon; `None` if no daemon answers.
+pub async fn request(data_dir: &Path, request: &serde_json::Value) -> Option<serde_json::Value> {
     use tokio::io::AsyncReadExt;
     let mut stream = UnixStream::connect(data_dir.join(SOCKET_NAME)).await.ok()?;
+    let mut line = serde_json::to_vec(request).ok()?;
+    line.push(b'\n');
+    stream.write_all(&line).await.ok()?;
     let mut buf = Vec::new();
     stream.read_to_end(&mut buf).await.ok()?;
     serde_json::from_slice(&buf).ok()

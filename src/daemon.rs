@@ -54,11 +54,14 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         .map_err(|e| DaemonError::Startup(e.to_string()))?;
     let introspection = Introspection::new();
     let config = std::sync::Arc::new(config);
+    let (runners, sandbox) = crate::pipeline::runners(&config).await;
+    tracing::info!("agents run in sandbox: {sandbox}");
     let spec = root_spec(TreeArgs {
         config: config.clone(),
         store: store.clone(),
         introspection: introspection.clone(),
         started,
+        runners,
     });
     let (root, mut join) = SupervisorRef::spawn_root("root", spec, introspection.clone())
         .await

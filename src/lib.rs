@@ -1,16 +1,24 @@
 //! borg: a home-server daemon that turns chat messages into work by AI coding agents, built as
 //! a supervision tree of actors (see ARCHITECTURE.md). This crate is the daemon itself: the
 //! command line, configuration, the wiring of the tree, and the adapters to the outside
-//! world (redb for now; git, Docker, chat platforms, the claude CLI and HTTP as they come).
+//! world (redb, git, Docker, chat platforms, the claude CLI, HTTP).
 
 pub mod chat;
 pub mod claude;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod demo;
 pub mod discord;
+pub mod docker;
+pub mod git;
 pub mod logging;
+pub mod pipeline;
+pub mod model;
+pub mod sandbox;
 pub mod status;
 pub mod store;
+pub mod tasks_cli;
 pub mod telegram;
 pub mod tree;
+pub mod whatsapp;

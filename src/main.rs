@@ -36,6 +36,50 @@ enum Command {
     Version,
     /// Print every setting with its current value and default.
     Config,
+    /// Create a pipeline task in a running daemon.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// List the pipeline's tasks (of a running daemon).
+    Tasks {
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one task through every phase on a sample repository, with a scripted model
+    /// standing in for Claude (no API key needed).
+    Demo {
+        /// Where to put the sample repository and the demo's data (default: a new
+        /// temporary directory).
+        #[arg(long)]
+        workdir: Option<PathBuf>,
+        /// Run agents as plain processes even when a Docker engine is reachable.
+        #[arg(long)]
+        no_docker: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TaskCommand {
+    /// Add a task to a repository's backlog.
+    ///
+    /// Example: borg task add --repo app "Add a health endpoint" --description "GET /health returns 200"
+    Add {
+        /// The repository (its name: the WATCHED_REPOS slug or the directory name); default
+        /// the primary repository (PIPELINE_REPO).
+        #[arg(long)]
+        repo: Option<String>,
+        /// The task's title.
+        title: String,
+        /// What to do, in more words.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Show one task: its phase, attempts, history and the reason it stopped.
+    Show {
+        id: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -78,6 +122,18 @@ fn main() -> ExitCode {
         Command::Config => {
             print_config(&config);
             ExitCode::SUCCESS
+        }
+        Command::Task(TaskCommand::Add {
+            repo,
+            title,
+            description,
+        }) => runtime.block_on(borg::tasks_cli::add(&config, repo, title, description)),
+        Command::Task(TaskCommand::Show { id, json }) => {
+            runtime.block_on(borg::tasks_cli::show(&config, id, json))
+        }
+        Command::Tasks { json } => runtime.block_on(borg::tasks_cli::list(&config, json)),
+        Command::Demo { workdir, no_docker } => {
+            runtime.block_on(borg::demo::run(workdir, no_docker))
         }
         Command::Version => unreachable!("handled above"),
     }

@@ -5,7 +5,7 @@
 //! ├── store         owns the redb writer; started first, so it stops last
 //! ├── agent-slots   the global MAX_CONCURRENT_AGENTS limit, shared by chat and pipeline
 //! ├── chat          (rest_for_one) groups, router, transports: see `crate::chat`
-//! ├── pipeline      (one_for_one) repositories, tasks, release trains (empty for now)
+//! ├── pipeline      (one_for_one) desk, repositories and their tasks: see `crate::pipeline`
 //! └── control       the control socket `borg status` talks to
 //! ```
 //!
@@ -23,6 +23,7 @@ use supervisors::{
 use crate::chat::{ChatWiring, SLOTS_NAME, chat_spec};
 use crate::config::Config;
 use crate::control::{ControlArgs, ControlSocket};
+use crate::pipeline::{PipelineWiring, pipeline_spec};
 use crate::store::Store;
 
 /// What the tree is built from.
@@ -31,6 +32,8 @@ pub struct TreeArgs {
     pub store: Store,
     pub introspection: Introspection,
     pub started: Instant,
+    /// Agent and test runners of the configured sandbox, shared by chat and pipeline.
+    pub runners: crate::sandbox::Runners,
 }
 
 /// The root supervisor's spec.
@@ -42,6 +45,13 @@ pub fn root_spec(args: TreeArgs) -> SupervisorSpec {
         introspection: args.introspection.clone(),
         started: args.started,
     };
+    let pipeline = PipelineWiring {
+        config: args.config.clone(),
+        store: std::sync::Arc::new(args.store.clone()),
+        runner: args.runners.agent.clone(),
+        tests: args.runners.test.clone(),
+    };
+    let pipeline_settings = crate::pipeline::settings(&args.config);
     let slots = args.config.max_concurrent_agents as usize;
     let control = ControlArgs {
         data_dir: args.config.data_dir.clone(),
@@ -68,7 +78,7 @@ pub fn root_spec(args: TreeArgs) -> SupervisorSpec {
             })
             .kind("slots"),
             ChildSpec::supervisor("chat", chat_spec(chat)),
-            ChildSpec::supervisor("pipeline", SupervisorSpec::default()),
+            ChildSpec::supervisor("pipeline", pipeline_spec(pipeline, pipeline_settings)),
             ChildSpec::actor("control", move || (ControlSocket, control.clone()))
                 .kind("control")
                 .backoff(Backoff::default()),

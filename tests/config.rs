@@ -179,7 +179,7 @@ fn every_variable_is_read_with_a_non_default_value() {
 #[test]
 fn the_table_documents_every_variable() {
     let names: Vec<&str> = VARIABLES.iter().map(|v| v.name).collect();
-    assert_eq!(names.len(), 29);
+    assert_eq!(names.len(), 36);
     for name in [
         "TELEGRAM_BOT_TOKEN",
         "WATCHED_REPOS",
@@ -187,6 +187,11 @@ fn the_table_documents_every_variable() {
         "WEB_BIND",
         "LOG_FORMAT",
         "BORG_SHUTDOWN_TIMEOUT_S",
+        "AGENT_SANDBOX",
+        "AGENT_IMAGE",
+        "AGENT_NETWORK",
+        "TEST_TIMEOUT_S",
+        "WHATSAPP_BRIDGE_CMD",
     ] {
         assert!(names.contains(&name), "{name}");
     }
@@ -262,6 +267,10 @@ fn bad_values_name_the_variable_the_value_and_what_is_allowed() {
         ("WEB_PORT", "65536", &["(1 to 65535)"]),
         ("BORG_SHUTDOWN_TIMEOUT_S", "3601", &["(1 to 3600)"]),
         ("AGENT_IDLE_TIMEOUT_S", "0", &["(1 to 86400)"]),
+        ("AGENT_SANDBOX", "vm", &["docker or process"]),
+        ("AGENT_NETWORK", "internet", &["bridge, host or none"]),
+        ("AGENT_IMAGE", "borg agent", &["without whitespace"]),
+        ("TEST_TIMEOUT_S", "0", &["(1 to 86400)"]),
         ("TELEGRAM_API_URL", "ftp://example", &["http://"]),
         ("DISCORD_GATEWAY_URL", "http://127.0.0.1", &["ws://"]),
         (

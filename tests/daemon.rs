@@ -78,7 +78,8 @@ fn run_serves_status_and_stops_cleanly_on_sigterm_and_sigint() {
             .iter()
             .map(|a| a["path"].as_str().unwrap())
             .collect();
-        // No chat platform is configured, so the router has nothing to route and stays off.
+        // No chat platform is configured, so the router has nothing to route and stays off;
+        // no repository either, so the pipeline is only its desk.
         assert_eq!(
             paths,
             [
@@ -88,6 +89,7 @@ fn run_serves_status_and_stops_cleanly_on_sigterm_and_sigint() {
                 "root/chat/groups",
                 "root/control",
                 "root/pipeline",
+                "root/pipeline/desk",
                 "root/store"
             ]
         );

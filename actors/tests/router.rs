@@ -223,10 +223,17 @@ async fn tasks_are_created_by_admins_and_listed() {
         )
         .await
         .unwrap();
-    assert_eq!(created, "Task #1 created: Fix login");
-    assert_eq!(
-        rig.say(&router, "tg:5", "tg:7", "/tasks").await.unwrap(),
-        "Recent tasks:\n~ #1 Fix login"
+    // No pipeline runs in this rig: an admin is told why, rather than a task vanishing.
+    // (Creation through the real pipeline is tested end to end in tests/pipeline.rs.)
+    assert!(
+        created.starts_with("The pipeline is not running"),
+        "{created}"
+    );
+    assert!(
+        rig.say(&router, "tg:5", "tg:7", "/tasks")
+            .await
+            .unwrap()
+            .starts_with("The pipeline is not running")
     );
     assert_eq!(rig.agent.runs(), 0, "commands are not agent runs");
 }
@@ -256,9 +263,11 @@ async fn informational_commands_answer_in_a_registered_chat() {
     );
     let groups = rig.say(&router, "tg:5", "tg:7", "/groups").await.unwrap();
     assert_eq!(groups, "Registered chats:\nchat tg:5 (tg:5): idle");
+    // The configured summary, then why there are no task counts (no pipeline in this rig).
     assert_eq!(
         rig.say(&router, "tg:5", "tg:7", "/pipeline").await.unwrap(),
-        "Repo: /srv/borg; tests: cargo test"
+        "Repo: /srv/borg; tests: cargo test\nThe pipeline is not running (set PIPELINE_REPO \
+         to a git repository to start it)."
     );
     assert!(
         rig.say(&router, "tg:5", "tg:7", "/frobnicate")

@@ -14,6 +14,10 @@
 //! 7. [`RUN_MARKER_VAR`], set by the runner per run, by which
 //!    [`super::process::RunProcesses`] finds the run's processes to kill them.
 //!
+//! A run inside a container ([`container_env`]) gets the same list minus [`HOST_ONLY_VARS`]
+//! (the image has its own `PATH`) and without the marker (the container's end kills all of
+//! its processes).
+//!
 //! This module is the one place that list is written down.
 
 use std::collections::BTreeMap;
@@ -52,6 +56,9 @@ pub const FIXED_VARS: &[(&str, &str)] = &[
 /// process group. Its value is unique per run ([`super::process::RunProcesses::new_marker`]).
 pub const RUN_MARKER_VAR: &str = "BORG_CLAUDE_RUN";
 
+/// Variables that describe the host rather than the run: a container keeps its image's.
+pub const HOST_ONLY_VARS: &[&str] = &["PATH"];
+
 /// The complete environment of a run. `lookup` reads borg's own environment (a parameter so
 /// tests can feed a fake one).
 pub fn child_env(
@@ -83,6 +90,30 @@ pub fn child_env(
     }
     env.insert("HOME".into(), home.as_os_str().to_owned());
     env
+}
+
+/// The environment of a run inside a container, as the Engine API takes it (`NAME=value`):
+/// [`child_env`] with `HOME` = `home` (where the run's home is mounted), minus
+/// [`HOST_ONLY_VARS`]. A value that is not UTF-8 cannot be passed and is left out, loudly.
+pub fn container_env(
+    config: &ClaudeConfig,
+    home: &str,
+    lookup: impl Fn(&str) -> Option<OsString>,
+) -> Vec<String> {
+    child_env(config, Path::new(home), lookup)
+        .into_iter()
+        .filter(|(name, _)| !HOST_ONLY_VARS.iter().any(|h| name == h))
+        .filter_map(|(name, value)| match (name.to_str(), value.to_str()) {
+            (Some(name), Some(value)) => Some(format!("{name}={value}")),
+            _ => {
+                tracing::warn!(
+                    ?name,
+                    "an environment variable that is not UTF-8 was left out"
+                );
+                None
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -137,5 +168,17 @@ mod tests {
         let env = child_env(&config, Path::new("/h"), borg_env);
         assert!(!has(&env, "ANTHROPIC_API_KEY") && !has(&env, "HTTPS_PROXY") && has(&env, "PATH"));
         assert_eq!(env[&OsString::from("IS_SANDBOX")], "1");
+    }
+
+    #[test]
+    fn a_container_gets_the_allow_list_without_the_hosts_path() {
+        let env = container_env(&ClaudeConfig::default(), "/home/agent", borg_env);
+        assert!(env.contains(&"HOME=/home/agent".to_owned()));
+        assert!(env.contains(&"ANTHROPIC_API_KEY=value-of-ANTHROPIC_API_KEY".to_owned()));
+        assert!(env.iter().all(|e| !e.starts_with("PATH=")), "{env:?}");
+        assert!(
+            env.iter().all(|e| !e.starts_with("TELEGRAM_BOT_TOKEN=")),
+            "{env:?}"
+        );
     }
 }

@@ -8,6 +8,8 @@
 //! - [`env`]: the allow-list of environment variables a run gets;
 //! - [`process`]: bounded stdout/stderr readers and the process-group killer;
 //! - [`settings`]: [`ClaudeConfig`], how borg starts the CLI;
+//! - [`watch`]: one run's stdout into progress and an outcome, with the idle and hard
+//!   timeouts, wherever the run happens (a subprocess here, a container in `crate::docker`);
 //! - [`runner`]: [`ClaudeRunner`], which puts them together.
 //!
 //! The recorded output of the real CLI in `tests/fixtures/claude-code-2.1.328` is the
@@ -21,7 +23,8 @@ pub mod runner;
 pub mod settings;
 pub mod stream;
 pub mod summary;
+pub mod watch;
 
 pub use accumulator::{Notes, StreamAccumulator, ToolNote};
-pub use runner::ClaudeRunner;
+pub use runner::{ClaudeRunner, claude_args};
 pub use settings::ClaudeConfig;

@@ -1,5 +1,6 @@
-//! Process plumbing for a claude run: a bounded line reader for stdout, a bounded tail of
-//! stderr, and the guard that kills every process the run started.
+//! Process plumbing for a claude run (and for test commands, which reuse it): a bounded line
+//! reader for stdout, bounded output tails, and the guard that kills every process the run
+//! started.
 //!
 //! Lessons from the original borg (anchor notes §4.1) shape all three: stdout and stderr are
 //! drained at the same time (reading one to the end first deadlocks once the other pipe
@@ -107,27 +108,63 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
     }
 }
 
-/// The last [`STDERR_TAIL_BYTES`] of a stream, collected by a background task. Shared, so
-/// the tail can be read even when the task is still blocked on a pipe that a stray
-/// grandchild holds open.
+/// The last `capacity` bytes of one or more output streams, shared, so the tail can be read
+/// at any moment: also while a reader task is still blocked on a pipe that a stray grandchild
+/// holds open. Several sources may feed one tail (a test command's stdout and stderr,
+/// interleaved as the chunks arrive).
+#[derive(Clone)]
+pub struct OutputTail {
+    bytes: Arc<Mutex<VecDeque<u8>>>,
+    capacity: usize,
+}
+
+impl OutputTail {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            bytes: Arc::new(Mutex::new(VecDeque::with_capacity(capacity.min(64 << 10)))),
+            capacity,
+        }
+    }
+
+    /// Appends `chunk`, forgetting what falls out of the capacity.
+    pub fn push(&self, chunk: &[u8]) {
+        let mut tail = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        // Only the end of a huge chunk can survive; skip copying the rest in.
+        let chunk = &chunk[chunk.len().saturating_sub(self.capacity)..];
+        tail.extend(chunk);
+        let excess = tail.len().saturating_sub(self.capacity);
+        tail.drain(..excess);
+    }
+
+    /// Feeds the tail from `stream` until it ends, from a background task.
+    pub fn follow(&self, mut stream: impl AsyncRead + Unpin + Send + 'static) -> JoinHandle<()> {
+        let sink = self.clone();
+        tokio::spawn(async move {
+            let mut chunk = vec![0u8; 4096];
+            while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+                sink.push(&chunk[..n]);
+            }
+        })
+    }
+
+    /// What is kept, as text (invalid UTF-8, such as a character cut at the start, replaced).
+    pub fn text(&self) -> String {
+        let tail = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        let (a, b) = tail.as_slices();
+        String::from_utf8_lossy(&[a, b].concat()).into_owned()
+    }
+}
+
+/// The last [`STDERR_TAIL_BYTES`] of a process's stderr, collected by a background task.
 pub struct StderrTail {
-    tail: Arc<Mutex<VecDeque<u8>>>,
+    tail: OutputTail,
     task: JoinHandle<()>,
 }
 
 impl StderrTail {
-    pub fn spawn(mut stream: impl AsyncRead + Unpin + Send + 'static) -> Self {
-        let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL_BYTES)));
-        let sink = Arc::clone(&tail);
-        let task = tokio::spawn(async move {
-            let mut chunk = vec![0u8; 4096];
-            while let Ok(n @ 1..) = stream.read(&mut chunk).await {
-                let mut tail = sink.lock().unwrap_or_else(|e| e.into_inner());
-                tail.extend(&chunk[..n]);
-                let excess = tail.len().saturating_sub(STDERR_TAIL_BYTES);
-                tail.drain(..excess);
-            }
-        });
+    pub fn spawn(stream: impl AsyncRead + Unpin + Send + 'static) -> Self {
+        let tail = OutputTail::new(STDERR_TAIL_BYTES);
+        let task = tail.follow(stream);
         Self { tail, task }
     }
 
@@ -137,9 +174,7 @@ impl StderrTail {
         if tokio::time::timeout(grace, &mut task).await.is_err() {
             task.abort();
         }
-        let tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
-        let (a, b) = tail.as_slices();
-        String::from_utf8_lossy(&[a, b].concat()).into_owned()
+        self.tail.text()
     }
 }
 
@@ -252,14 +287,11 @@ fn sweep(marker: &str) -> usize {
         }
         found += marked.len();
         for pid in marked {
-            tracing::info!(
-                pid = pid.as_raw(),
-                "killing a process the claude run left behind"
-            );
+            tracing::info!(pid = pid.as_raw(), "killing a process a run left behind");
             let _ = kill(pid, Signal::SIGKILL);
         }
     }
-    tracing::error!(%marker, "processes of a claude run keep appearing");
+    tracing::error!(%marker, "processes of a run keep appearing");
     found
 }
 

@@ -27,18 +27,15 @@ use std::time::Duration;
 use actors::agent::{AgentError, AgentOutcome, AgentRequest, AgentRunner, ProgressSink};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::time::{Instant, sleep_until};
 
 use super::accumulator::StreamAccumulator;
 use super::env::{RUN_MARKER_VAR, child_env};
-use super::process::{Line, LineReader, MAX_LINE_BYTES, RunProcesses, StderrTail};
+use super::process::{LineReader, MAX_LINE_BYTES, RunProcesses, StderrTail};
 use super::settings::ClaudeConfig;
+use super::watch::{Ended, watch};
 
-/// After claude exits, how long stdout may stay open (held by something it started) before
-/// the run is closed anyway.
-const AFTER_EXIT_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for stderr to end once the run's processes are dead.
-const STDERR_GRACE: Duration = Duration::from_secs(1);
+pub const STDERR_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs Claude Code as a local subprocess.
 #[derive(Debug, Clone)]
@@ -57,29 +54,7 @@ impl ClaudeRunner {
 
     /// The command line of a run, without the program name. The prompt is never in it.
     pub fn args(&self, request: &AgentRequest) -> Vec<String> {
-        let mut args: Vec<String> = ["--print", "--output-format", "stream-json", "--verbose"]
-            .map(String::from)
-            .into();
-        args.push(format!("--model={}", request.model));
-        if let Some(session) = &request.resume {
-            args.push(format!("--resume={session}"));
-        }
-        if !request.allowed_tools.is_empty() {
-            args.push(format!(
-                "--allowedTools={}",
-                request.allowed_tools.join(",")
-            ));
-        }
-        if let Some(prompt) = &request.system_prompt {
-            args.push(format!("--append-system-prompt={prompt}"));
-        }
-        if let Some(turns) = request.max_turns {
-            args.push(format!("--max-turns={turns}"));
-        }
-        if self.config.dangerously_skip_permissions {
-            args.push("--dangerously-skip-permissions".into());
-        }
-        args
+        claude_args(&self.config, request)
     }
 
     fn spawn(&self, request: &AgentRequest, marker: &str) -> Result<Child, AgentError> {
@@ -142,29 +117,56 @@ impl ClaudeRunner {
             }
         });
         let stderr = StderrTail::spawn(stderr);
-        let lines = LineReader::new(BufReader::new(stdout), MAX_LINE_BYTES);
+        let mut lines = LineReader::new(BufReader::new(stdout), MAX_LINE_BYTES);
 
-        let ended = watch(&mut child, lines, acc, &request, &progress).await;
+        let exit = async {
+            match child.wait().await {
+                Ok(status) => status.code(),
+                Err(err) => {
+                    tracing::warn!(%err, "waiting for claude failed");
+                    None
+                }
+            }
+        };
+        let timeouts = (request.idle_timeout, request.hard_timeout);
+        let ended = watch(&mut lines, exit, acc, timeouts, &progress).await;
         // Everything the run started goes, whatever happened.
         processes.kill_and_settle().await;
-        match ended {
-            Ended::Exited { code, acc } => {
-                let tail = stderr.finish(STDERR_GRACE).await;
-                log_notes(&acc);
-                let outcome = acc.finish(code, &tail);
-                tracing::info!(?code, error = ?outcome.error, "claude run ended");
-                outcome
-            }
-            Ended::Stopped { error, acc } => {
-                // The leader is dead (SIGKILL); reap it now rather than leave a zombie.
-                let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-                let tail = stderr.finish(STDERR_GRACE).await;
-                tracing::warn!(%error, stderr = %tail, "claude run stopped");
-                log_notes(&acc);
-                acc.abort(error)
-            }
+        if let Ended::Stopped { .. } = ended {
+            // The leader is dead (SIGKILL); reap it now rather than leave a zombie.
+            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
         }
+        let tail = stderr.finish(STDERR_GRACE).await;
+        ended.conclude(&tail, "claude run")
     }
+}
+
+/// The command line of a run of `config`, without the program name; the process and the
+/// container runner both use it. The prompt is never in it.
+pub fn claude_args(config: &ClaudeConfig, request: &AgentRequest) -> Vec<String> {
+    let mut args: Vec<String> = ["--print", "--output-format", "stream-json", "--verbose"]
+        .map(String::from)
+        .into();
+    args.push(format!("--model={}", request.model));
+    if let Some(session) = &request.resume {
+        args.push(format!("--resume={session}"));
+    }
+    if !request.allowed_tools.is_empty() {
+        args.push(format!(
+            "--allowedTools={}",
+            request.allowed_tools.join(",")
+        ));
+    }
+    if let Some(prompt) = &request.system_prompt {
+        args.push(format!("--append-system-prompt={prompt}"));
+    }
+    if let Some(turns) = request.max_turns {
+        args.push(format!("--max-turns={turns}"));
+    }
+    if config.dangerously_skip_permissions {
+        args.push("--dangerously-skip-permissions".into());
+    }
+    args
 }
 
 impl AgentRunner for ClaudeRunner {
@@ -174,96 +176,6 @@ impl AgentRunner for ClaudeRunner {
         progress: ProgressSink,
     ) -> Pin<Box<dyn Future<Output = AgentOutcome> + Send + '_>> {
         Box::pin(self.run_claude(request, progress))
-    }
-}
-
-/// How [`watch`] saw a run end.
-enum Ended {
-    Exited {
-        code: Option<i32>,
-        acc: StreamAccumulator,
-    },
-    Stopped {
-        error: AgentError,
-        acc: StreamAccumulator,
-    },
-}
-
-/// Reads stdout into `acc` and forwards progress until claude has exited and stdout has
-/// ended, or a timeout fires.
-async fn watch(
-    child: &mut Child,
-    mut lines: LineReader<BufReader<tokio::process::ChildStdout>>,
-    mut acc: StreamAccumulator,
-    request: &AgentRequest,
-    progress: &ProgressSink,
-) -> Ended {
-    let started = Instant::now();
-    let hard_deadline = started + request.hard_timeout;
-    let mut idle_deadline = started + request.idle_timeout;
-    let mut stdout_open = true;
-    // Set when claude has exited: Some(exit code, or None for a signal).
-    let mut exited: Option<Option<i32>> = None;
-    let mut drain_deadline = started;
-    loop {
-        if let (false, Some(code)) = (stdout_open, exited) {
-            return Ended::Exited { code, acc };
-        }
-        tokio::select! {
-            line = lines.next_line(), if stdout_open => match line {
-                Ok(Some(Line::Text(line))) => {
-                    idle_deadline = Instant::now() + request.idle_timeout;
-                    for event in acc.push_line(&line) {
-                        progress(event);
-                    }
-                }
-                Ok(Some(Line::TooLong { bytes })) => {
-                    idle_deadline = Instant::now() + request.idle_timeout;
-                    acc.skip_oversized(bytes);
-                }
-                Ok(None) => stdout_open = false,
-                Err(err) => {
-                    tracing::warn!(%err, "reading claude's stdout failed");
-                    stdout_open = false;
-                }
-            },
-            status = child.wait(), if exited.is_none() => {
-                exited = Some(match status {
-                    Ok(status) => status.code(),
-                    Err(err) => {
-                        tracing::warn!(%err, "waiting for claude failed");
-                        None
-                    }
-                });
-                drain_deadline = Instant::now() + AFTER_EXIT_GRACE;
-            }
-            () = sleep_until(drain_deadline), if exited.is_some() && stdout_open => {
-                tracing::warn!("claude exited but something it started holds its stdout open");
-                stdout_open = false;
-            }
-            () = sleep_until(idle_deadline), if exited.is_none() => {
-                return Ended::Stopped { error: AgentError::IdleTimeout(request.idle_timeout), acc };
-            }
-            () = sleep_until(hard_deadline) => {
-                return Ended::Stopped { error: AgentError::HardTimeout(request.hard_timeout), acc };
-            }
-        }
-    }
-}
-
-fn log_notes(acc: &StreamAccumulator) {
-    let notes = acc.notes();
-    if notes.skipped_lines > 0
-        || !notes.permission_denials.is_empty()
-        || notes.failed_tool_count > 0
-    {
-        tracing::info!(
-            skipped_lines = notes.skipped_lines,
-            permission_denials = notes.permission_denials.len(),
-            failed_tools = notes.failed_tool_count,
-            api_retries = notes.api_retries,
-            "claude run notes"
-        );
     }
 }
 

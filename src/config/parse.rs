@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use super::{ConfigError, LogFormat, WatchedRepo};
+use super::{ConfigError, LogFormat, SandboxKind, WatchedRepo};
 
 /// `true/false`, `1/0`, `yes/no`, `on/off`, in any case, surrounding whitespace ignored.
 pub(super) fn boolean(var: &'static str, raw: &str) -> Result<bool, ConfigError> {
@@ -65,6 +65,21 @@ pub(super) fn log_format(var: &'static str, raw: &str) -> Result<LogFormat, Conf
     match raw.trim().to_ascii_lowercase().as_str() {
         "human" => Ok(LogFormat::Human),
         "json" => Ok(LogFormat::Json),
+        _ => Err(ConfigError::invalid(var, raw)),
+    }
+}
+
+pub(super) fn sandbox(var: &'static str, raw: &str) -> Result<SandboxKind, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "docker" => Ok(SandboxKind::Docker),
+        "process" => Ok(SandboxKind::Process),
+        _ => Err(ConfigError::invalid(var, raw)),
+    }
+}
+
+pub(super) fn network(var: &'static str, raw: &str) -> Result<String, ConfigError> {
+    match raw.trim() {
+        n @ ("bridge" | "host" | "none") => Ok(n.to_owned()),
         _ => Err(ConfigError::invalid(var, raw)),
     }
 }

@@ -212,6 +212,51 @@ pub const VARIABLES: &[VarDoc] = &[
         allowed: "a ws:// or wss:// URL",
         meaning: "Discord gateway address, for tests; asked from the REST API when unset.",
     },
+    VarDoc {
+        name: "WHATSAPP_NODE",
+        default: "node",
+        allowed: "a command name on PATH or a path",
+        meaning: "The Node.js (20 or newer) that runs the WhatsApp bridge.",
+    },
+    VarDoc {
+        name: "WHATSAPP_NPM",
+        default: "npm",
+        allowed: "a command name on PATH or a path",
+        meaning: "The npm that installs the WhatsApp bridge's packages on its first start.",
+    },
+    VarDoc {
+        name: "WHATSAPP_BRIDGE_CMD",
+        default: "(unset)",
+        allowed: "a program and its arguments, separated by spaces",
+        meaning: "Runs this instead of borg's own WhatsApp bridge (tests, custom bridges); it \
+                  must speak borg's bridge protocol.",
+    },
+    VarDoc {
+        name: "AGENT_SANDBOX",
+        default: "docker",
+        allowed: "docker or process (any case)",
+        meaning: "Where pipeline agents and test commands run: a hardened Docker container \
+                  each, or a plain process on the host (for machines without an engine).",
+    },
+    VarDoc {
+        name: "AGENT_IMAGE",
+        default: "borg-agent:latest",
+        allowed: "a Docker image name without whitespace",
+        meaning: "The agent image, built from container/Dockerfile (`borg image build`).",
+    },
+    VarDoc {
+        name: "AGENT_NETWORK",
+        default: "bridge",
+        allowed: "bridge, host or none",
+        meaning: "Network of agent containers; `host` lets them reach a model proxy on the \
+                  host's loopback.",
+    },
+    VarDoc {
+        name: "TEST_TIMEOUT_S",
+        default: "900",
+        allowed: "a whole number of seconds (1 to 86400)",
+        meaning: "A repository's test command is stopped after this long and counts as failed.",
+    },
 ];
 
 /// The documentation of `name`, if borg reads such a variable.

@@ -1,3 +1,15 @@
 //! The engineering pipeline: repositories, tasks and their phases.
+//!
+//! ```text
+//! pipeline
+//! ├── desk                 task ids, creation, lists (borg:pipeline)
+//! └── repo:<name>          rest_for_one
+//!     ├── tasks            dynamic: task:<id>, each a phase state machine
+//!     └── repo             the task list; starts unfinished tasks (borg:repo:<name>)
+//! ```
 
+pub mod desk;
+pub mod phase;
 pub mod ports;
+pub mod repo;
+pub mod task;

@@ -114,3 +114,11 @@ pub trait TestRunner: Send + Sync + 'static {
         request: TestRequest,
     ) -> Pin<Box<dyn Future<Output = Result<TestOutcome, TestRunError>> + Send + '_>>;
 }
+
+/// Where the pipeline tells people what happened: phase changes go to the admin chat and to
+/// the chat a task came from. Best effort: an announcement that cannot be delivered is
+/// logged, never retried at the expense of the pipeline.
+pub trait Announcer: Send + Sync + 'static {
+    /// Sends `text` to `chat` (a chat id such as `tg:123`), without waiting for delivery.
+    fn announce(&self, chat: &str, text: String);
+}

@@ -1,5 +1,6 @@
-//! What the chat router persists: registered chats, known admins, and the tasks created from
-//! chat (`/task`), which wait in the backlog for the pipeline.
+//! What the chat router persists: registered chats and known admins. The task fields are
+//! from before the pipeline existed (tasks now live in the pipeline's own actors); they stay
+//! so that format 1 still reads, and are no longer written.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -2,14 +2,16 @@
 
 use std::time::Duration;
 
-use ractor::ActorProcessingErr;
+use ractor::{ActorProcessingErr, ActorRef};
 use supervisors::BreakerState;
-use supervisors::snapshot::now_ms;
 
 use super::{RouterState, group_child_id};
 use crate::chat::command::{Command, help};
 use crate::chat::group::{GroupMsg, store_key};
 use crate::chat::port::IncomingMessage;
+use crate::pipeline::desk::{DESK_NAME, DeskMsg};
+use crate::pipeline::phase::Status;
+use crate::pipeline::repo::TaskSummary;
 
 /// How long `/groups` waits for each group's status before showing it as busy.
 const STATUS_WAIT: Duration = Duration::from_millis(500);
@@ -39,19 +41,11 @@ impl RouterState {
                 if title.is_empty() {
                     "Usage: /task <title>, with the description on the next lines.".to_owned()
                 } else {
-                    let id = self.book.add_task(
-                        title.clone(),
-                        description,
-                        msg.chat.clone(),
-                        msg.sender_name.clone(),
-                        now_ms(),
-                    );
-                    self.save().await?;
-                    format!("Task #{id} created: {title}")
+                    self.create_task(&msg, title, description).await
                 }
             }
-            Command::Tasks => self.tasks(),
-            Command::Pipeline => self.args.settings.pipeline_summary.clone(),
+            Command::Tasks => self.tasks().await,
+            Command::Pipeline => self.pipeline().await,
             Command::ChatId => format!("This chat's id: {}", msg.chat),
             Command::Ping => "Borg online.".to_owned(),
             Command::Help | Command::Unknown(_) => {
@@ -154,19 +148,105 @@ impl RouterState {
         out
     }
 
-    fn tasks(&self) -> String {
-        if self.book.tasks.is_empty() {
+    async fn create_task(
+        &self,
+        msg: &IncomingMessage,
+        title: String,
+        description: String,
+    ) -> String {
+        let Some(desk) = desk() else {
+            return NO_PIPELINE.to_owned();
+        };
+        let created = ractor::call_t!(
+            desk,
+            |reply| DeskMsg::Create {
+                repo: None,
+                title,
+                description,
+                origin: Some(msg.chat.0.clone()),
+                requested_by: msg.sender_id.clone(),
+                reply,
+            },
+            DESK_WAIT_MS
+        );
+        match created {
+            Ok(Ok(task)) => format!(
+                "Task #{} created in {}: {}. Phase changes will be reported here.",
+                task.id, task.repo, task.title
+            ),
+            Ok(Err(why)) => format!("The task was not created: {why}."),
+            Err(e) => format!("The pipeline did not answer: {e}."),
+        }
+    }
+
+    async fn task_list(&self) -> Result<Vec<TaskSummary>, String> {
+        let desk = desk().ok_or(NO_PIPELINE)?;
+        ractor::call_t!(desk, DeskMsg::List, DESK_WAIT_MS)
+            .map_err(|e| format!("The pipeline did not answer: {e}."))
+    }
+
+    async fn tasks(&self) -> String {
+        let tasks = match self.task_list().await {
+            Ok(tasks) => tasks,
+            Err(why) => return why,
+        };
+        if tasks.is_empty() {
             return "No tasks yet. Create one with /task <title>.".to_owned();
         }
         let mut out = String::from("Recent tasks:");
-        for task in self.book.recent_tasks(20) {
+        for task in tasks.iter().rev().take(20) {
             out.push_str(&format!(
-                "\n{} #{} {}",
-                task.status.icon(),
+                "\n{} #{} {} [{}]: {}",
+                icon(task.status),
                 task.id,
-                task.title
+                task.title,
+                task.repo,
+                task.status
             ));
         }
         out
+    }
+
+    /// Per repository: how many tasks are in each status.
+    async fn pipeline(&self) -> String {
+        let tasks = match self.task_list().await {
+            Ok(tasks) => tasks,
+            Err(why) => return format!("{}\n{why}", self.args.settings.pipeline_summary),
+        };
+        let mut out = self.args.settings.pipeline_summary.clone();
+        let mut repos: Vec<&str> = tasks.iter().map(|t| t.repo.as_str()).collect();
+        repos.dedup();
+        for repo in repos {
+            let counts: Vec<String> = Status::ALL
+                .iter()
+                .filter_map(|s| {
+                    let n = tasks
+                        .iter()
+                        .filter(|t| t.repo == repo && t.status == *s)
+                        .count();
+                    (n > 0).then(|| format!("{s} {n}"))
+                })
+                .collect();
+            out.push_str(&format!("\n{repo}: {}", counts.join(", ")));
+        }
+        out
+    }
+}
+
+const NO_PIPELINE: &str =
+    "The pipeline is not running (set PIPELINE_REPO to a git repository to start it).";
+const DESK_WAIT_MS: u64 = 5_000;
+
+fn desk() -> Option<ActorRef<DeskMsg>> {
+    ractor::registry::where_is(DESK_NAME).map(ActorRef::from)
+}
+
+/// The original borg's icons: `~` in progress, `+` done, `x` failed, `!` blocked.
+fn icon(status: Status) -> char {
+    match status {
+        Status::Done => '+',
+        Status::Failed => 'x',
+        Status::Blocked => '!',
+        _ => '~',
     }
 }

@@ -52,6 +52,8 @@ pub enum RouterMsg {
     /// Retry messages that could not reach their group (restarting, parked).
     #[doc(hidden)]
     Flush,
+    /// Sends `text` to a chat on its platform, best effort (pipeline reports).
+    Announce(ChatId, String),
 }
 
 pub struct Router;
@@ -116,6 +118,17 @@ impl Actor for Router {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             RouterMsg::Incoming(msg) => state.incoming(&myself, msg).await?,
+            RouterMsg::Announce(chat, text) => match state.transport(&chat) {
+                Some(transport) => {
+                    // Off the mailbox: a slow platform must not hold up chat.
+                    tokio::spawn(async move {
+                        if let Err(e) = transport.send(&chat, &text, Format::Plain, None).await {
+                            tracing::warn!(%chat, "pipeline report not delivered: {e}");
+                        }
+                    });
+                }
+                None => tracing::info!(%chat, "no transport for this chat; report dropped: {text}"),
+            },
             RouterMsg::Flush => {
                 state.flush_scheduled = false;
                 let waiting = std::mem::take(&mut state.waiting);

@@ -1,19 +1,31 @@
-//! Just enough HTTP/1.1 for the test fakes: requests with Content-Length or chunked bodies,
-//! `Expect: 100-continue`, and responses with a Content-Length (so keep-alive works).
-//! Written by hand to keep test dependencies at zero.
+//! Just enough HTTP/1.1 for the scripted model: requests with Content-Length or chunked
+//! bodies, `Expect: 100-continue`, and responses with a Content-Length (so keep-alive works).
+//! Written by hand: the server only ever talks to the `claude` CLI on 127.0.0.1, and a whole
+//! HTTP stack would be a large dependency for these hundred lines.
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-pub struct Request {
-    pub method: String,
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+/// The largest request body accepted. The CLI's requests carry the whole conversation, a few
+/// hundred KiB at most; the cap keeps a broken client from making the daemon allocate without
+/// bound.
+const MAX_BODY: usize = 64 << 20;
+
+fn too_large(len: usize) -> std::io::Error {
+    std::io::Error::other(format!(
+        "request body of {len} bytes is over the {MAX_BODY}-byte limit"
+    ))
+}
+
+pub(crate) struct Request {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Request {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -22,7 +34,7 @@ impl Request {
 }
 
 /// Reads one request; `None` when the client closed the connection between requests.
-pub async fn read_request(
+pub(crate) async fn read_request(
     read: &mut BufReader<OwnedReadHalf>,
     write: &mut OwnedWriteHalf,
 ) -> std::io::Result<Option<Request>> {
@@ -81,6 +93,9 @@ pub async fn read_request(
                 break;
             }
             let start = request.body.len();
+            if start.saturating_add(size) > MAX_BODY {
+                return Err(too_large(start.saturating_add(size)));
+            }
             request.body.resize(start + size, 0);
             read.read_exact(&mut request.body[start..]).await?;
             line.clear();
@@ -90,6 +105,9 @@ pub async fn read_request(
         .header("content-length")
         .and_then(|l| l.parse().ok())
     {
+        if len > MAX_BODY {
+            return Err(too_large(len));
+        }
         request.body.resize(len, 0);
         read.read_exact(&mut request.body).await?;
     }
@@ -97,7 +115,7 @@ pub async fn read_request(
 }
 
 /// Writes one response with a Content-Length; `head_only` leaves the body out (HEAD).
-pub async fn write_response(
+pub(crate) async fn write_response(
     write: &mut OwnedWriteHalf,
     status: u16,
     content_type: &str,
@@ -106,7 +124,7 @@ pub async fn write_response(
 ) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\
-         request-id: req_fake\r\n\r\n",
+         request-id: req_scripted\r\nserver: borg-scripted-model\r\n\r\n",
         reason(status),
         body.len()
     );

@@ -1,0 +1,199 @@
+//! The pipeline desk (`borg:pipeline`): where tasks are created and listed. It hands out task
+//! ids (durably, key `pipeline/desk`), checks the repository exists, and passes the task to
+//! its repository actor; lists and lookups ask every repository.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
+use supervisors::ActorStats;
+use supervisors::snapshot::{Persister, Snapshot, SnapshotStore};
+
+use crate::pipeline::repo::{RepoMsg, TaskSummary, repo_actor_name};
+use crate::pipeline::task::TaskMsg;
+use crate::pipeline::task::state::{NewTask, TaskSnapshot};
+
+/// The desk's registered name.
+pub const DESK_NAME: &str = "borg:pipeline";
+pub const STORE_KEY: &str = "pipeline/desk";
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeskSnapshot {
+    pub next_id: u64,
+}
+
+impl Snapshot for DeskSnapshot {
+    const VERSION: u16 = 1;
+}
+
+pub enum DeskMsg {
+    /// `repo: None` means the primary repository.
+    Create {
+        repo: Option<String>,
+        title: String,
+        description: String,
+        origin: Option<String>,
+        requested_by: String,
+        reply: RpcReplyPort<Result<TaskSummary, String>>,
+    },
+    List(RpcReplyPort<Vec<TaskSummary>>),
+    Get(u64, RpcReplyPort<Option<TaskSnapshot>>),
+    Cancel(u64, String, RpcReplyPort<Result<(), String>>),
+    /// The repository names, the primary first.
+    Repos(RpcReplyPort<Vec<String>>),
+}
+
+pub struct DeskArgs {
+    /// The primary repository first.
+    pub repos: Vec<String>,
+    pub store: Arc<dyn SnapshotStore>,
+    pub stats: Option<Arc<ActorStats>>,
+}
+
+pub struct Desk;
+
+pub struct DeskState {
+    repos: Vec<String>,
+    persister: Persister<DeskSnapshot>,
+    snap: DeskSnapshot,
+}
+
+impl Actor for Desk {
+    type Msg = DeskMsg;
+    type State = DeskState;
+    type Arguments = DeskArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<DeskMsg>,
+        args: DeskArgs,
+    ) -> Result<DeskState, ActorProcessingErr> {
+        let (persister, restored) =
+            Persister::restore(args.store.clone(), STORE_KEY, args.stats).await?;
+        Ok(DeskState {
+            repos: args.repos,
+            persister,
+            snap: restored.unwrap_or(DeskSnapshot { next_id: 1 }),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<DeskMsg>,
+        msg: DeskMsg,
+        state: &mut DeskState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            DeskMsg::Create {
+                repo,
+                title,
+                description,
+                origin,
+                requested_by,
+                reply,
+            } => {
+                let new = NewTask {
+                    repo: repo.unwrap_or_default(),
+                    title: title.trim().to_owned(),
+                    description: description.trim().to_owned(),
+                    origin,
+                    requested_by,
+                };
+                let _ = reply.send(state.create(new).await);
+            }
+            DeskMsg::List(reply) => {
+                let mut all = Vec::new();
+                for repo in state.repo_refs() {
+                    if let Ok(list) = ractor::call_t!(repo, RepoMsg::List, ASK_TIMEOUT_MS) {
+                        all.extend(list);
+                    }
+                }
+                all.sort_by_key(|t| t.id);
+                let _ = reply.send(all);
+            }
+            DeskMsg::Get(id, reply) => {
+                let task = match find_task(state, id).await {
+                    Some(task) => ractor::call_t!(task, TaskMsg::Get, ASK_TIMEOUT_MS).ok(),
+                    None => None,
+                };
+                let _ = reply.send(task);
+            }
+            DeskMsg::Cancel(id, why, reply) => {
+                let result = match find_task(state, id).await {
+                    Some(task) => ractor::call_t!(task, TaskMsg::Cancel, ASK_TIMEOUT_MS, why)
+                        .unwrap_or_else(|e| Err(format!("task #{id} did not answer: {e}"))),
+                    None => Err(format!("no running task #{id}")),
+                };
+                let _ = reply.send(result);
+            }
+            DeskMsg::Repos(reply) => {
+                let _ = reply.send(state.repos.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+const ASK_TIMEOUT_MS: u64 = ASK_TIMEOUT.as_millis() as u64;
+
+async fn find_task(state: &DeskState, id: u64) -> Option<ActorRef<TaskMsg>> {
+    for repo in state.repo_refs() {
+        if let Ok(Some(task)) = ractor::call_t!(repo, RepoMsg::Task, ASK_TIMEOUT_MS, id) {
+            return Some(task);
+        }
+    }
+    None
+}
+
+impl DeskState {
+    fn repo_refs(&self) -> Vec<ActorRef<RepoMsg>> {
+        self.repos
+            .iter()
+            .filter_map(|r| ractor::registry::where_is(repo_actor_name(r)))
+            .map(ActorRef::from)
+            .collect()
+    }
+
+    async fn create(&mut self, mut new: NewTask) -> Result<TaskSummary, String> {
+        if new.title.is_empty() {
+            return Err("a task needs a title".into());
+        }
+        if new.title.chars().count() > 200 {
+            return Err(
+                "the title is longer than 200 characters; put details in the description".into(),
+            );
+        }
+        if new.repo.is_empty() {
+            new.repo = self
+                .repos
+                .first()
+                .cloned()
+                .ok_or("no repository is configured (set PIPELINE_REPO)")?;
+        }
+        if !self.repos.contains(&new.repo) {
+            return Err(format!(
+                "no repository named {:?}; known: {}",
+                new.repo,
+                self.repos.join(", ")
+            ));
+        }
+        let repo: ActorRef<RepoMsg> = ractor::registry::where_is(repo_actor_name(&new.repo))
+            .ok_or_else(|| format!("repository {} is not running right now", new.repo))?
+            .into();
+        let id = self.snap.next_id;
+        self.snap.next_id += 1;
+        // The id is spent durably first: a crash cannot hand it out twice.
+        self.persister
+            .save(&self.snap)
+            .await
+            .map_err(|e| format!("could not record the task: {e}"))?;
+        ractor::call_t!(
+            repo,
+            |reply| RepoMsg::Create { id, new, reply },
+            ASK_TIMEOUT_MS
+        )
+        .map_err(|e| format!("the repository did not answer: {e}"))?
+    }
+}

@@ -1,0 +1,321 @@
+//! The task actor: one per pipeline task, driving it through the phases of
+//! [`crate::pipeline::phase`] and snapshotting it at every transition (key
+//! `pipeline/task/<id>`).
+//!
+//! The work of a phase runs as a [step](step) beside the mailbox, so the actor keeps answering
+//! (status, cancel) while an agent works. The step's result is applied in the actor: the
+//! transition is decided by [`transition`], saved, reported to the repository actor and
+//! announced, and the next step starts. A restarted task re-runs the phase it was in.
+
+pub mod prompt;
+pub mod state;
+pub mod step;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use supervisors::ActorStats;
+use supervisors::snapshot::{Persister, SnapshotStore, now_ms};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::agent::AgentRunner;
+use crate::pipeline::phase::{Event, Status, transition};
+use crate::pipeline::ports::{Announcer, TestRunner, Vcs};
+use crate::pipeline::repo::{RepoMsg, TaskSummary, repo_actor_name};
+use crate::slots::SlotsMsg;
+use state::{NewTask, TaskSnapshot};
+use step::StepResult;
+
+/// Settings every task shares.
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    pub model: String,
+    pub idle_timeout: Duration,
+    pub hard_timeout: Duration,
+    pub test_timeout: Duration,
+    pub max_turns: Option<u32>,
+    /// Each task gets `<sessions_dir>/task-<id>/home`, kept from phase to phase.
+    pub sessions_dir: PathBuf,
+    /// Wait before implementation attempt n+1: `retry_backoff * 2^(n-1)`.
+    pub retry_backoff: Duration,
+    /// Wait before trying a stalled step again.
+    pub stall_retry: Duration,
+    /// Where every phase change is announced.
+    pub admin_chat: Option<String>,
+}
+
+/// One repository, as its tasks see it.
+pub struct RepoDeps {
+    pub name: String,
+    pub vcs: Arc<dyn Vcs>,
+    pub test_cmd: String,
+    /// One permit per working phase: tasks of this repository take turns within a phase.
+    pub locks: HashMap<Status, Arc<Semaphore>>,
+}
+
+impl RepoDeps {
+    pub fn new(name: impl Into<String>, vcs: Arc<dyn Vcs>, test_cmd: impl Into<String>) -> Self {
+        let locks = [Status::Spec, Status::Qa, Status::Impl, Status::Test]
+            .into_iter()
+            .map(|s| (s, Arc::new(Semaphore::new(1))))
+            .collect();
+        Self {
+            name: name.into(),
+            vcs,
+            test_cmd: test_cmd.into(),
+            locks,
+        }
+    }
+}
+
+/// What a task actor talks to.
+#[derive(Clone)]
+pub struct TaskDeps {
+    pub settings: Arc<PipelineSettings>,
+    pub repo: Arc<RepoDeps>,
+    pub runner: Arc<dyn AgentRunner>,
+    pub tests: Arc<dyn TestRunner>,
+    pub slots: ActorRef<SlotsMsg>,
+    pub store: Arc<dyn SnapshotStore>,
+    pub announcer: Option<Arc<dyn Announcer>>,
+}
+
+pub struct TaskArgs {
+    pub id: u64,
+    /// Used when the store has no snapshot of this task yet.
+    pub new: NewTask,
+    pub deps: TaskDeps,
+    pub stats: Option<Arc<ActorStats>>,
+}
+
+pub enum TaskMsg {
+    #[doc(hidden)]
+    Advance(u64),
+    #[doc(hidden)]
+    StepDone(u64, Box<StepResult>),
+    Get(RpcReplyPort<TaskSnapshot>),
+    /// Stops the task where it is (blocked, with the reason).
+    Cancel(String, RpcReplyPort<Result<(), String>>),
+}
+
+/// The store key of a task.
+pub fn store_key(id: u64) -> String {
+    format!("pipeline/task/{id}")
+}
+
+pub struct Task;
+
+pub struct TaskState {
+    deps: Arc<TaskDeps>,
+    persister: Persister<TaskSnapshot>,
+    snap: TaskSnapshot,
+    /// Invalidates steps and timers of earlier states.
+    generation: u64,
+    step: Option<AbortOnDrop>,
+}
+
+impl Actor for Task {
+    type Msg = TaskMsg;
+    type State = TaskState;
+    type Arguments = TaskArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<TaskMsg>,
+        args: TaskArgs,
+    ) -> Result<TaskState, ActorProcessingErr> {
+        let (persister, restored) =
+            Persister::restore(args.deps.store.clone(), store_key(args.id), args.stats).await?;
+        let fresh = restored.is_none();
+        let snap = restored.unwrap_or_else(|| TaskSnapshot::new(args.id, args.new, now_ms()));
+        let state = TaskState {
+            deps: Arc::new(args.deps),
+            persister,
+            snap,
+            generation: 0,
+            step: None,
+        };
+        if fresh {
+            state.persister.save(&state.snap).await?;
+        }
+        Ok(state)
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<TaskMsg>,
+        state: &mut TaskState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.report();
+        state.next(&myself);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<TaskMsg>,
+        msg: TaskMsg,
+        state: &mut TaskState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            TaskMsg::Advance(generation) if generation == state.generation => {
+                state.advance(&myself)
+            }
+            TaskMsg::StepDone(generation, result) if generation == state.generation => {
+                state.step = None;
+                state.step_done(&myself, *result).await?;
+            }
+            TaskMsg::Get(reply) => {
+                let _ = reply.send(state.snap.clone());
+            }
+            TaskMsg::Cancel(why, reply) => {
+                let result = state.cancel(why).await;
+                let _ = reply.send(result);
+            }
+            // A step or timer of a state that has passed.
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl TaskState {
+    /// Starts whatever the current status needs, as a new generation.
+    fn next(&mut self, myself: &ActorRef<TaskMsg>) {
+        self.generation += 1;
+        let generation = self.generation;
+        match self.snap.status {
+            status if status.is_terminal() => {}
+            Status::Retry => {
+                let n = self.snap.impl_attempts.saturating_sub(1).min(10);
+                let wait = self.deps.settings.retry_backoff * 2u32.pow(n);
+                tracing::info!(task = self.snap.id, "next attempt in {wait:?}");
+                myself.send_after(wait, move || TaskMsg::Advance(generation));
+            }
+            _ => {
+                let _ = myself.cast(TaskMsg::Advance(generation));
+            }
+        }
+    }
+
+    fn advance(&mut self, myself: &ActorRef<TaskMsg>) {
+        if self.snap.status == Status::Retry {
+            let generation = self.generation;
+            let _ = myself.cast(TaskMsg::StepDone(
+                generation,
+                Box::new(StepResult::Advance {
+                    snap: Box::new(self.snap.clone()),
+                    event: Event::Resume,
+                    note: "backoff over".into(),
+                }),
+            ));
+            return;
+        }
+        let (deps, snap, me, generation) = (
+            self.deps.clone(),
+            self.snap.clone(),
+            myself.clone(),
+            self.generation,
+        );
+        self.step = Some(AbortOnDrop(tokio::spawn(async move {
+            let result = step::run(deps, snap).await;
+            let _ = me.cast(TaskMsg::StepDone(generation, Box::new(result)));
+        })));
+    }
+
+    async fn step_done(
+        &mut self,
+        myself: &ActorRef<TaskMsg>,
+        result: StepResult,
+    ) -> Result<(), ActorProcessingErr> {
+        let (mut snap, event, note) = match result {
+            StepResult::Advance { snap, event, note } => (*snap, event, note),
+            StepResult::Stalled { reason } => {
+                tracing::warn!(task = self.snap.id, status = %self.snap.status,
+                    "stalled, trying again later: {reason}");
+                let generation = self.generation;
+                let wait = self.deps.settings.stall_retry;
+                myself.send_after(wait, move || TaskMsg::Advance(generation));
+                return Ok(());
+            }
+        };
+        let from = snap.status;
+        let to = transition(from, &event, &snap.counters())?;
+        if matches!(to, Status::Failed | Status::Blocked) {
+            snap.reason = Some(note.clone());
+        }
+        snap.move_to(to, note.clone(), now_ms());
+        // Durable before anyone hears of it: a crash now re-runs nothing that finished.
+        self.persister.save(&snap).await?;
+        self.snap = snap;
+        tracing::info!(task = self.snap.id, %from, %to, "{note}");
+        self.report();
+        if from != to {
+            self.announce(from, to, &note);
+        }
+        self.next(myself);
+        Ok(())
+    }
+
+    async fn cancel(&mut self, why: String) -> Result<(), String> {
+        let from = self.snap.status;
+        let to = transition(from, &Event::Cancel, &self.snap.counters())
+            .map_err(|_| format!("task #{} is already {from}", self.snap.id))?;
+        self.step = None;
+        self.generation += 1;
+        let mut snap = self.snap.clone();
+        snap.reason = Some(why.clone());
+        snap.move_to(to, why.clone(), now_ms());
+        self.persister
+            .save(&snap)
+            .await
+            .map_err(|e| format!("could not save the task: {e}"))?;
+        self.snap = snap;
+        self.report();
+        self.announce(from, to, &why);
+        Ok(())
+    }
+
+    /// Tells the repository actor (its task list) where this task is.
+    fn report(&self) {
+        if let Some(repo) = ractor::registry::where_is(repo_actor_name(&self.deps.repo.name)) {
+            let repo: ActorRef<RepoMsg> = repo.into();
+            let _ = repo.cast(RepoMsg::TaskChanged(TaskSummary::of(&self.snap)));
+        }
+    }
+
+    fn announce(&self, from: Status, to: Status, note: &str) {
+        let Some(announcer) = &self.deps.announcer else {
+            return;
+        };
+        let s = &self.snap;
+        let text = format!(
+            "Task #{} ({}) in {}: {from} → {to}. {note}",
+            s.id, s.task.title, s.task.repo
+        );
+        let mut chats: Vec<&str> = Vec::new();
+        chats.extend(self.deps.settings.admin_chat.as_deref());
+        if let Some(origin) = s.task.origin.as_deref()
+            && !chats.contains(&origin)
+        {
+            chats.push(origin);
+        }
+        for chat in chats {
+            announcer.announce(chat, text.clone());
+        }
+    }
+}
+
+/// A task that is aborted when its handle is dropped (ractor skips `post_stop` when a handler
+/// fails, but always drops the state).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

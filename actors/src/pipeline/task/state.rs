@@ -1,0 +1,223 @@
+//! A task's durable state: [`TaskSnapshot`], saved at every transition (format 1).
+//!
+//! Everything a restarted task needs is here: where it is, its branch and worktree, the
+//! session to resume, the frozen QA tests, the attempts and failure signatures, and a bounded
+//! history. A phase that was under way when the daemon died is simply run again: each phase
+//! starts from what the last transition committed.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use supervisors::snapshot::Snapshot;
+
+use crate::pipeline::phase::{Counters, Status};
+
+/// How many transitions the history keeps (the oldest go first).
+pub const HISTORY_LIMIT: usize = 64;
+/// How much failing test output is kept for the next worker's prompt.
+pub const FAILURE_TAIL_BYTES: usize = 4000;
+
+/// What creates a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTask {
+    pub repo: String,
+    pub title: String,
+    pub description: String,
+    /// The chat that asked for it (reports go there too).
+    pub origin: Option<String>,
+    /// Who asked (a chat user id, or `cli`).
+    pub requested_by: String,
+}
+
+/// One transition, for the history shown to people.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    pub from: Status,
+    pub to: Status,
+    pub at_ms: u64,
+    pub note: String,
+}
+
+/// The task's durable state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSnapshot {
+    pub id: u64,
+    pub task: NewTask,
+    pub status: Status,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub worktree: Option<PathBuf>,
+    pub branch: Option<String>,
+    /// The commit of `main` the branch started from.
+    pub base: Option<String>,
+    /// The session the next agent run resumes.
+    pub session_id: Option<String>,
+    pub phase_attempts: u32,
+    pub impl_attempts: u32,
+    /// Failure signatures of implementation attempts, oldest first (bounded).
+    pub signatures: Vec<String>,
+    /// The frozen QA test files, their hash and the commit that holds them.
+    pub qa_files: Vec<String>,
+    pub qa_hash: Option<String>,
+    pub qa_commit: Option<String>,
+    /// What the next agent must be told: failing output, restored tests (bounded).
+    pub feedback: Option<String>,
+    /// Why the task failed or is blocked.
+    pub reason: Option<String>,
+    pub cost_usd: f64,
+    pub history: Vec<Transition>,
+}
+
+impl Snapshot for TaskSnapshot {
+    const VERSION: u16 = 1;
+}
+
+impl TaskSnapshot {
+    pub fn new(id: u64, task: NewTask, now_ms: u64) -> Self {
+        Self {
+            id,
+            task,
+            status: Status::Backlog,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            worktree: None,
+            branch: None,
+            base: None,
+            session_id: None,
+            phase_attempts: 0,
+            impl_attempts: 0,
+            signatures: Vec::new(),
+            qa_files: Vec::new(),
+            qa_hash: None,
+            qa_commit: None,
+            feedback: None,
+            reason: None,
+            cost_usd: 0.0,
+            history: Vec::new(),
+        }
+    }
+
+    pub fn counters(&self) -> Counters {
+        Counters {
+            phase_attempts: self.phase_attempts,
+            impl_attempts: self.impl_attempts,
+            signatures: self.signatures.clone(),
+        }
+    }
+
+    /// Moves to `to`, recording why; resets the per-phase attempt count on a phase change.
+    pub fn move_to(&mut self, to: Status, note: impl Into<String>, now_ms: u64) {
+        if to != self.status {
+            self.phase_attempts = 0;
+        }
+        self.history.push(Transition {
+            from: self.status,
+            to,
+            at_ms: now_ms,
+            note: note.into(),
+        });
+        if self.history.len() > HISTORY_LIMIT {
+            self.history.remove(0);
+        }
+        self.status = to;
+        self.updated_ms = now_ms;
+    }
+
+    /// Keeps the failure signature of an implementation attempt (the last few only).
+    pub fn push_signature(&mut self, signature: String) {
+        self.signatures.push(signature);
+        if self.signatures.len() > 8 {
+            self.signatures.remove(0);
+        }
+    }
+
+    /// The spec file, relative to the worktree. Under a per-task folder so that specs of
+    /// parallel tasks never conflict when their branches are merged.
+    pub fn spec_file(&self) -> String {
+        spec_file(self.id)
+    }
+}
+
+/// See [`TaskSnapshot::spec_file`].
+pub fn spec_file(id: u64) -> String {
+    format!(".borg/task-{id}/spec.md")
+}
+
+/// The last `max` bytes of `text`, cut at a character boundary.
+pub fn tail(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// A stable signature of a failure: its text with digits removed (timings, pids and line
+/// numbers vary between identical failures), hashed with FNV-1a.
+pub fn signature(text: &str) -> String {
+    let hash = text
+        .bytes()
+        .filter(|b| !b.is_ascii_digit())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use supervisors::snapshot::{decode, encode};
+
+    fn sample() -> TaskSnapshot {
+        TaskSnapshot::new(
+            7,
+            NewTask {
+                repo: "app".into(),
+                title: "Add greet".into(),
+                description: "say hello".into(),
+                origin: Some("tg:1".into()),
+                requested_by: "tg:2".into(),
+            },
+            1000,
+        )
+    }
+
+    #[test]
+    fn round_trips() {
+        let mut snap = sample();
+        snap.move_to(Status::Spec, "branch ready", 2000);
+        snap.push_signature("abc".into());
+        let back: TaskSnapshot = decode(&encode(&snap)).unwrap();
+        assert_eq!(back, snap);
+    }
+
+    #[test]
+    fn signatures_ignore_digits() {
+        assert_eq!(
+            signature("failed after 12 ms at line 3"),
+            signature("failed after 97 ms at line 4")
+        );
+        assert_ne!(signature("expected hello"), signature("expected world"));
+    }
+
+    #[test]
+    fn tail_cuts_at_a_char_boundary() {
+        assert_eq!(tail("héllo", 4), "llo");
+        assert_eq!(tail("abc", 10), "abc");
+    }
+
+    #[test]
+    fn a_phase_change_resets_the_phase_attempts() {
+        let mut snap = sample();
+        snap.phase_attempts = 2;
+        snap.move_to(Status::Spec, "", 1);
+        assert_eq!(snap.phase_attempts, 0);
+        snap.phase_attempts = 1;
+        snap.move_to(Status::Spec, "again", 2);
+        assert_eq!(snap.phase_attempts, 1);
+    }
+}

@@ -1,0 +1,91 @@
+//! The control socket's requests and answers. Every answer is JSON: the status report, or
+//! `{"ok": true, ...}`, or `{"ok": false, "error": "<what was wrong>"}` for a bad request.
+
+use actors::pipeline::desk::{DESK_NAME, DeskMsg};
+use ractor::ActorRef;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ControlArgs, report};
+
+const DESK_WAIT_MS: u64 = 10_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+enum Request {
+    Status,
+    Tasks,
+    Task {
+        id: u64,
+    },
+    TaskAdd {
+        #[serde(default)]
+        repo: Option<String>,
+        title: String,
+        #[serde(default)]
+        description: String,
+    },
+}
+
+pub(super) fn error(message: String) -> Value {
+    json!({"ok": false, "error": message})
+}
+
+pub(super) async fn answer(line: &str, args: &ControlArgs) -> Value {
+    let request: Request = match serde_json::from_str(line) {
+        Ok(request) => request,
+        Err(e) => return error(format!("bad request {line:?}: {e}")),
+    };
+    match request {
+        Request::Status => {
+            serde_json::to_value(report(args)).unwrap_or_else(|e| error(e.to_string()))
+        }
+        Request::Tasks => match desk() {
+            Some(desk) => match ractor::call_t!(desk, DeskMsg::List, DESK_WAIT_MS) {
+                Ok(tasks) => json!({"ok": true, "tasks": tasks}),
+                Err(e) => error(format!("the pipeline did not answer: {e}")),
+            },
+            None => error(NO_PIPELINE.into()),
+        },
+        Request::Task { id } => match desk() {
+            Some(desk) => match ractor::call_t!(desk, DeskMsg::Get, DESK_WAIT_MS, id) {
+                Ok(Some(task)) => json!({"ok": true, "task": task}),
+                Ok(None) => error(format!("no task #{id}")),
+                Err(e) => error(format!("the pipeline did not answer: {e}")),
+            },
+            None => error(NO_PIPELINE.into()),
+        },
+        Request::TaskAdd {
+            repo,
+            title,
+            description,
+        } => match desk() {
+            Some(desk) => {
+                let created = ractor::call_t!(
+                    desk,
+                    |reply| DeskMsg::Create {
+                        repo,
+                        title,
+                        description,
+                        origin: None,
+                        requested_by: "cli".into(),
+                        reply,
+                    },
+                    DESK_WAIT_MS
+                );
+                match created {
+                    Ok(Ok(task)) => json!({"ok": true, "task": task}),
+                    Ok(Err(why)) => error(why),
+                    Err(e) => error(format!("the pipeline did not answer: {e}")),
+                }
+            }
+            None => error(NO_PIPELINE.into()),
+        },
+    }
+}
+
+const NO_PIPELINE: &str = "the pipeline is not running (set PIPELINE_REPO to a git repository)";
+
+fn desk() -> Option<ActorRef<DeskMsg>> {
+    ractor::registry::where_is(DESK_NAME).map(ActorRef::from)
+}

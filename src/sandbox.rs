@@ -1,0 +1,177 @@
+//! Which sandbox agents and test commands run in (`AGENT_SANDBOX`): Docker containers or
+//! plain processes. [`Sandbox::start`] turns the choice into the two ports the daemon wires,
+//! an `Arc<dyn AgentRunner>` and an `Arc<dyn TestRunner>` ([`Runners`]).
+//!
+//! - `Docker`: [`ContainerRunner`] and [`ContainerTestRunner`] (see [`crate::docker`]); the
+//!   agent runs with `--dangerously-skip-permissions`, since the container is the fence.
+//! - `Process`: the subprocess [`ClaudeRunner`] (permissions as configured) and
+//!   [`ProcessTestRunner`]: for machines without an engine, with no isolation beyond a
+//!   cleared environment, which the daemon says loudly.
+
+use std::path::Path;
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use actors::agent::AgentRunner;
+use actors::pipeline::ports::{TestOutcome, TestRequest, TestRunError, TestRunner};
+use bollard::Docker;
+use tokio::process::Command;
+
+use crate::claude::env::RUN_MARKER_VAR;
+use crate::claude::process::{OutputTail, RunProcesses};
+use crate::claude::runner::STDERR_GRACE;
+use crate::claude::{ClaudeConfig, ClaudeRunner};
+use crate::docker::{ContainerRunner, ContainerTestRunner, DockerConfig, DockerError};
+
+/// At most this much of a test command's output is kept (its end): 16 KB in either sense.
+pub const TEST_OUTPUT_TAIL_BYTES: usize = 16_000;
+/// What a test command gets of borg's environment, and nothing else.
+pub const TEST_ENV_VARS: &[&str] = &["PATH", "HOME", "LANG"];
+
+/// Where agents and test commands run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sandbox {
+    Docker(DockerConfig),
+    Process,
+}
+
+/// The ports the daemon wires, for one sandbox.
+#[derive(Clone)]
+pub struct Runners {
+    pub agent: Arc<dyn AgentRunner>,
+    pub test: Arc<dyn TestRunner>,
+    /// The engine connection, for [`crate::docker::remove_orphans`] at startup; `None` for
+    /// processes.
+    pub docker: Option<Docker>,
+}
+
+impl Sandbox {
+    /// Connects to the engine (for `Docker`) and makes the runners. `claude` configures the
+    /// agent's flags and environment in both sandboxes.
+    pub async fn start(&self, claude: ClaudeConfig) -> Result<Runners, DockerError> {
+        match self {
+            Self::Docker(config) => {
+                let docker = crate::docker::connect().await?;
+                let claude = ClaudeConfig {
+                    dangerously_skip_permissions: true,
+                    ..claude
+                };
+                Ok(Runners {
+                    agent: Arc::new(ContainerRunner::new(docker.clone(), config.clone(), claude)),
+                    test: Arc::new(ContainerTestRunner::new(docker.clone(), config.clone())),
+                    docker: Some(docker),
+                })
+            }
+            Self::Process => Ok(Runners {
+                agent: Arc::new(ClaudeRunner::new(claude)),
+                test: Arc::new(ProcessTestRunner),
+                docker: None,
+            }),
+        }
+    }
+
+    /// One line for logs and `/status`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Docker(c) => format!("docker (image {}, network {})", c.image, c.network),
+            Self::Process => {
+                "process (no isolation: agents and tests run as borg's own user)".into()
+            }
+        }
+    }
+}
+
+/// Runs test commands as plain processes: `sh -c <command>` in the worktree, in a process
+/// group of its own, with a cleared environment plus [`TEST_ENV_VARS`] (and the run marker
+/// by which [`RunProcesses`] finds processes that left the group). stdout and stderr are
+/// interleaved into one tail of [`TEST_OUTPUT_TAIL_BYTES`]. At the timeout, and when the
+/// command ends, everything it started is killed; dropping the future kills it too.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessTestRunner;
+
+impl ProcessTestRunner {
+    async fn run_process(&self, request: TestRequest) -> Result<TestOutcome, TestRunError> {
+        let workdir = &request.workdir;
+        let cannot = |why: String| {
+            TestRunError(format!(
+                "cannot run the tests of {} in {}: {why}",
+                request.owner,
+                workdir.display()
+            ))
+        };
+        if !workdir.is_dir() {
+            return Err(cannot("the directory does not exist".into()));
+        }
+        let marker = RunProcesses::new_marker();
+        let mut child = command(&request.command, workdir, &marker)
+            .spawn()
+            .map_err(|e| cannot(format!("sh: {e}")))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| cannot("sh exited at once".into()))?;
+        let processes = RunProcesses::new(pid, &marker);
+        let tail = OutputTail::new(TEST_OUTPUT_TAIL_BYTES);
+        let readers = [
+            child.stdout.take().map(|s| tail.follow(s)),
+            child.stderr.take().map(|s| tail.follow(s)),
+        ];
+        let ended = tokio::time::timeout(request.timeout, child.wait()).await;
+        // Whatever the command left behind goes too, on every path.
+        processes.kill_and_settle().await;
+        let (exit_code, timed_out) = match ended {
+            Ok(Ok(status)) => (status.code(), false),
+            Ok(Err(err)) => return Err(cannot(format!("waiting for sh failed: {err}"))),
+            Err(_) => {
+                let _ = child.wait().await;
+                tracing::warn!(owner = %request.owner, timeout = ?request.timeout,
+                    "a test command ran past its timeout and was stopped");
+                (None, true)
+            }
+        };
+        for reader in readers.into_iter().flatten() {
+            let mut reader = reader;
+            if tokio::time::timeout(STDERR_GRACE, &mut reader)
+                .await
+                .is_err()
+            {
+                reader.abort();
+            }
+        }
+        Ok(TestOutcome {
+            passed: exit_code == Some(0),
+            exit_code,
+            timed_out,
+            output_tail: tail.text(),
+        })
+    }
+}
+
+fn command(script: &str, workdir: &Path, marker: &str) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(script)
+        .current_dir(workdir)
+        .env_clear()
+        .envs(
+            TEST_ENV_VARS
+                .iter()
+                .filter_map(|name| Some((name, std::env::var_os(name)?))),
+        )
+        .env(RUN_MARKER_VAR, marker)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    cmd
+}
+
+impl TestRunner for ProcessTestRunner {
+    fn run(
+        &self,
+        request: TestRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<TestOutcome, TestRunError>> + Send + '_>> {
+        Box::pin(self.run_process(request))
+    }
+}

@@ -1,0 +1,299 @@
+//! The pipeline's phases, failure paths and scheduling, with real git repositories, a real
+//! redb store and real test commands; the agent is scripted (see support/pipeline_rig.rs).
+
+#[path = "support/pipeline_rig.rs"]
+mod rig;
+
+use std::time::Duration;
+
+use actors::pipeline::phase::Status;
+use rig::{Act, PipelineRig, ScriptedAgent, git, path};
+
+const SPEC: &str = ".borg/task-1/spec.md";
+const TEST: &str = "tests/greet_test.sh";
+const TEST_BODY: &str = "#!/bin/sh\n[ \"$(sh greet.sh)\" = \"hello\" ]\n";
+
+fn write(path: &str, content: &str) -> Act {
+    Act {
+        files: vec![(path.into(), content.into())],
+        say: "done".into(),
+        ..Act::default()
+    }
+}
+
+/// spec and qa as a good team does them; `impl_act` decides the implementation attempts.
+fn team(impl_act: impl Fn(u32) -> Act + Send + Sync + 'static) -> std::sync::Arc<ScriptedAgent> {
+    ScriptedAgent::new(move |phase, attempt, request| match phase {
+        "spec" => {
+            let file = request
+                .prompt
+                .lines()
+                .find_map(|l| l.strip_prefix("Spec file: "))
+                .map(|l| l.trim_end_matches(')').to_owned())
+                .unwrap_or_else(|| SPEC.into());
+            write(&file, "# Spec\ngreet.sh prints hello.\n")
+        }
+        "qa" => write(TEST, TEST_BODY),
+        "impl" => impl_act(attempt),
+        other => panic!("unexpected phase {other}"),
+    })
+}
+
+fn greet(text: &str) -> Act {
+    write("greet.sh", &format!("#!/bin/sh\necho {text}\n"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_goes_through_every_phase_with_red_then_green_tests() {
+    let rig = PipelineRig::start(&["app"], team(|_| greet("hello"))).await;
+    let task = rig.create(None, "Add a greeting").await.unwrap();
+    assert_eq!((task.id, task.repo.as_str()), (1, "app"));
+    let done = rig.finished(1).await;
+    use Status::*;
+    assert_eq!(
+        path(&done),
+        [Backlog, Spec, Qa, Impl, Test, Done],
+        "{done:?}"
+    );
+    let wt = done.worktree.clone().unwrap();
+    assert_eq!(wt, rig.repo_path("app").join(".worktrees/task-1"));
+    // Real commits on the task's branch: spec, tests, implementation.
+    let log = git(&wt, &["log", "--format=%s", "main..borg/task-1"]);
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        [
+            "impl: Add a greeting (attempt 1)",
+            "tests: Add a greeting",
+            "spec: Add a greeting"
+        ]
+    );
+    // The QA tests were red at their commit and are green at the head.
+    let qa = done.qa_commit.clone().unwrap();
+    assert_eq!(done.qa_files, [TEST]);
+    git(&wt, &["checkout", "-q", &qa]);
+    let at_qa = std::process::Command::new("sh")
+        .arg("test.sh")
+        .current_dir(&wt)
+        .status()
+        .unwrap();
+    assert!(
+        !at_qa.success(),
+        "the QA tests fail before the implementation"
+    );
+    git(&wt, &["checkout", "-q", "borg/task-1"]);
+    let at_head = std::process::Command::new("sh")
+        .arg("test.sh")
+        .current_dir(&wt)
+        .status()
+        .unwrap();
+    assert!(at_head.success(), "and pass after it");
+    // Sessions continue from phase to phase.
+    let requests = rig.agent.requests.lock().unwrap().clone();
+    assert_eq!(requests[0].resume, None);
+    assert!(
+        requests[1..]
+            .iter()
+            .all(|r| r.resume.as_deref() == Some("session-task-1"))
+    );
+    // Each persona gets its tools.
+    assert_eq!(requests[0].allowed_tools, ["Read", "Glob", "Grep", "Write"]);
+    assert!(requests[2].allowed_tools.contains(&"Bash".to_owned()));
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_worker_gets_the_error_and_passes_on_attempt_two() {
+    let agent = team(|attempt| greet(if attempt == 1 { "goodbye" } else { "hello" }));
+    let rig = PipelineRig::start(&["app"], agent).await;
+    rig.create(None, "Add a greeting").await.unwrap();
+    let done = rig.finished(1).await;
+    assert_eq!(done.status, Status::Done, "{done:?}");
+    assert_eq!(done.impl_attempts, 2);
+    let prompts = rig.agent.prompts("impl");
+    assert_eq!(prompts.len(), 2);
+    assert!(!prompts[0].contains("previous attempt failed"));
+    assert!(
+        prompts[1].contains("The previous attempt failed")
+            && prompts[1].contains("FAIL tests/greet_test.sh"),
+        "the second attempt is told what failed: {}",
+        prompts[1]
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_different_failures_fail_the_task() {
+    // Each attempt fails differently: its complaint (on stderr) reaches the test output.
+    let agent = team(|attempt| {
+        let word = ["a", "b", "c", "d"][attempt as usize % 4];
+        write("greet.sh", &format!("#!/bin/sh\necho wrong-{word} >&2\n"))
+    });
+    let rig = PipelineRig::start(&["app"], agent).await;
+    rig.create(None, "Add a greeting").await.unwrap();
+    let task = rig.finished(1).await;
+    assert_eq!(task.status, Status::Failed, "{task:?}");
+    assert_eq!(task.impl_attempts, 3);
+    assert!(
+        task.reason.as_deref().unwrap().contains("failed"),
+        "{:?}",
+        task.reason
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_failure_three_times_is_blocked_as_a_stuck_loop() {
+    // Different code each time (so each attempt is a real commit), failing the same way.
+    let agent = team(|attempt| greet(&format!("goodbye # try {attempt}")));
+    let rig = PipelineRig::start(&["app"], agent).await;
+    rig.create(None, "Add a greeting").await.unwrap();
+    let task = rig.finished(1).await;
+    assert_eq!(task.status, Status::Blocked, "{task:?}");
+    assert!(task.history.iter().all(|t| !t.note.contains("no change")));
+    assert_eq!(task.signatures.len(), 3);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_edits_the_qa_tests_has_them_restored() {
+    // The worker "fixes" the test instead of the code, and writes no greet.sh.
+    let cheat = |attempt: u32| {
+        if attempt == 1 {
+            write(TEST, "#!/bin/sh\nexit 0\n")
+        } else {
+            greet("hello")
+        }
+    };
+    let rig = PipelineRig::start(&["app"], team(cheat)).await;
+    rig.create(None, "Add a greeting").await.unwrap();
+    let task = rig.finished(1).await;
+    assert_eq!(task.status, Status::Done, "{task:?}");
+    let wt = task.worktree.unwrap();
+    assert_eq!(std::fs::read_to_string(wt.join(TEST)).unwrap(), TEST_BODY);
+    let prompts = rig.agent.prompts("impl");
+    assert!(
+        prompts[1].contains("were restored"),
+        "the worker is told: {}",
+        prompts[1]
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_claims_done_without_a_commit_is_not_done() {
+    let lazy = |attempt: u32| {
+        if attempt == 1 {
+            Act {
+                say: "All done, everything works!".into(),
+                ..Act::default()
+            }
+        } else {
+            greet("hello")
+        }
+    };
+    let rig = PipelineRig::start(&["app"], team(lazy)).await;
+    rig.create(None, "Add a greeting").await.unwrap();
+    let task = rig.finished(1).await;
+    assert_eq!(task.status, Status::Done);
+    assert_eq!(
+        task.impl_attempts, 2,
+        "the empty claim cost an attempt: {task:?}"
+    );
+    assert!(task.history.iter().any(|t| t.note.contains("no change")));
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_repos_run_a_phase_at_once_but_two_tasks_of_one_repo_do_not() {
+    let agent = ScriptedAgent::new(|phase, _, request| {
+        let slow = Duration::from_millis(300);
+        let mut act = match phase {
+            "spec" => {
+                let file = request
+                    .prompt
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Spec file: "))
+                    .unwrap()
+                    .trim_end_matches(')')
+                    .to_owned();
+                write(&file, "spec")
+            }
+            "qa" => write(TEST, TEST_BODY),
+            _ => greet("hello"),
+        };
+        act.work = slow;
+        act
+    });
+    let rig = PipelineRig::start(&["one", "two"], agent).await;
+    rig.create(Some("one"), "A").await.unwrap();
+    rig.create(Some("two"), "B").await.unwrap();
+    rig.create(Some("one"), "C").await.unwrap();
+    for id in 1..=3 {
+        assert_eq!(rig.finished(id).await.status, Status::Done);
+    }
+    let spans = rig.agent.spans.lock().unwrap().clone();
+    let overlap = |a: &(String, String, std::time::Instant, std::time::Instant),
+                   b: &(String, String, std::time::Instant, std::time::Instant)| {
+        a.2 < b.3 && b.2 < a.3
+    };
+    let specs: Vec<_> = spans.iter().filter(|s| s.1 == "spec").collect();
+    let find = |owner: &str| *specs.iter().find(|s| s.0 == owner).unwrap();
+    assert!(
+        overlap(find("task-1"), find("task-2")),
+        "repos one and two specced at once"
+    );
+    for phase in ["spec", "qa", "impl"] {
+        let of = |owner: &str| spans.iter().find(|s| s.0 == owner && s.1 == phase).unwrap();
+        assert!(
+            !overlap(of("task-1"), of("task-3")),
+            "{phase}: tasks 1 and 3 of repo one took turns"
+        );
+    }
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_refused_clearly() {
+    let rig = PipelineRig::start(&["app"], team(|_| greet("hello"))).await;
+    let err = rig.create(Some("nope"), "X").await.unwrap_err();
+    assert!(
+        err.contains("no repository named \"nope\"") && err.contains("app"),
+        "{err}"
+    );
+    let err = rig.create(None, "   ").await.unwrap_err();
+    assert!(err.contains("title"), "{err}");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_phase_redoes_only_that_phase() {
+    // The first implementation run is slow enough to be cut off by the restart.
+    let agent = team(|_| Act {
+        work: Duration::from_millis(800),
+        ..greet("hello")
+    });
+    let mut rig = PipelineRig::start(&["app"], agent).await;
+    rig.create(None, "Add a greeting").await.unwrap();
+    for _ in 0..100 {
+        if rig.agent.prompts("impl").len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(rig.task(1).await.status, Status::Impl);
+    rig.restart().await;
+    let done = rig.finished(1).await;
+    assert_eq!(done.status, Status::Done, "{done:?}");
+    // spec and qa had finished: they did not run again; the cut-off impl ran once more,
+    // still as attempt 1 (an attempt that never finished is not counted).
+    assert_eq!(rig.agent.prompts("spec").len(), 1);
+    assert_eq!(rig.agent.prompts("qa").len(), 1);
+    assert_eq!(rig.agent.prompts("impl").len(), 2);
+    assert_eq!(done.impl_attempts, 1);
+    let log = git(
+        &done.worktree.unwrap(),
+        &["log", "--format=%s", "main..borg/task-1"],
+    );
+    assert_eq!(log.lines().count(), 3, "no duplicated commit: {log}");
+    rig.stop().await;
+}

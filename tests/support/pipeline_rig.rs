@@ -1,0 +1,292 @@
+//! A pipeline in the test process: the real pipeline subtree (desk, repositories, tasks),
+//! real git repositories, a real redb store and the real process test runner. The agent is
+//! [`ScriptedAgent`], a stand-in for the model and the CLI (their real pairing is tested in
+//! tests/docker.rs and tests/pipeline_e2e.rs): per phase it writes files the way an agent
+//! would, and it records every request so tests can check prompts and sessions.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actors::agent::{AgentOutcome, AgentRequest, AgentRunner, ProgressSink};
+use actors::pipeline::desk::{DESK_NAME, DeskMsg};
+use actors::pipeline::phase::Status;
+use actors::pipeline::repo::TaskSummary;
+use actors::pipeline::task::PipelineSettings;
+use actors::pipeline::task::state::TaskSnapshot;
+use actors::slots::AgentSlots;
+use borg::config::Config;
+use borg::pipeline::{PipelineWiring, pipeline_spec};
+use borg::sandbox::ProcessTestRunner;
+use ractor::{Actor, ActorRef};
+use supervisors::{Introspection, SupervisorRef};
+
+/// Registered names are process-wide: pipeline rigs take turns.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// What the scripted agent does in one run: writes `(path, content)` files (relative to the
+/// worktree) and answers `say`.
+#[derive(Debug, Clone, Default)]
+pub struct Act {
+    pub files: Vec<(String, String)>,
+    pub say: String,
+    /// Sleep this long first (to observe concurrency).
+    pub work: Duration,
+}
+
+type Script = dyn Fn(&str, u32, &AgentRequest) -> Act + Send + Sync;
+
+/// Plays an [`Act`] chosen by the phase (`Phase: <name>` in the prompt) and attempt.
+pub struct ScriptedAgent {
+    script: Box<Script>,
+    pub requests: Mutex<Vec<AgentRequest>>,
+    /// (owner, phase, start, end) of every run, to check what overlapped.
+    pub spans: Mutex<Vec<(String, String, std::time::Instant, std::time::Instant)>>,
+}
+
+impl ScriptedAgent {
+    pub fn new(
+        script: impl Fn(&str, u32, &AgentRequest) -> Act + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            script: Box::new(script),
+            requests: Mutex::new(Vec::new()),
+            spans: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn prompts(&self, phase: &str) -> Vec<String> {
+        let marker = format!("Phase: {phase}\n");
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.prompt.starts_with(&marker))
+            .map(|r| r.prompt.clone())
+            .collect()
+    }
+}
+
+fn field<'a>(prompt: &'a str, name: &str) -> Option<&'a str> {
+    prompt
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .map(str::trim)
+}
+
+impl AgentRunner for ScriptedAgent {
+    fn run(
+        &self,
+        request: AgentRequest,
+        _progress: ProgressSink,
+    ) -> Pin<Box<dyn Future<Output = AgentOutcome> + Send + '_>> {
+        Box::pin(async move {
+            let start = std::time::Instant::now();
+            let phase = field(&request.prompt, "Phase:").unwrap_or("?").to_owned();
+            let attempt = field(&request.prompt, "Attempt:")
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(1);
+            self.requests.lock().unwrap().push(request.clone());
+            let act = (self.script)(&phase, attempt, &request);
+            tokio::time::sleep(act.work).await;
+            for (path, content) in &act.files {
+                let path = request.workdir.join(path);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, content).unwrap();
+            }
+            self.spans.lock().unwrap().push((
+                request.owner.clone(),
+                phase.clone(),
+                start,
+                std::time::Instant::now(),
+            ));
+            AgentOutcome {
+                session_id: Some(format!("session-{}", request.owner)),
+                text: act.say,
+                cost_usd: Some(0.01),
+                num_turns: Some(1),
+                error: None,
+            }
+        })
+    }
+}
+
+/// Runs a git command in `dir`, panicking with its output on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=test", "-c", "user.email=test@localhost"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A small POSIX-sh project whose test command (`sh test.sh`) runs every `tests/*.sh`.
+pub fn sample_repo(root: &Path, name: &str) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(dir.join("tests")).unwrap();
+    std::fs::write(
+        dir.join("test.sh"),
+        "#!/bin/sh\n# Runs every test; fails if any fails.\nstatus=0\n\
+         for t in tests/*.sh; do\n  [ -e \"$t\" ] || continue\n  \
+         if sh \"$t\"; then echo \"ok $t\"; else echo \"FAIL $t\"; status=1; fi\n\
+         done\nexit $status\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("README.md"), "# sample\n").unwrap();
+    git(&dir, &["init", "-q", "-b", "main"]);
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-q", "-m", "initial"]);
+    dir
+}
+
+/// A running pipeline; shut down with [`PipelineRig::stop`].
+pub struct PipelineRig {
+    pub root: tempfile::TempDir,
+    pub tree: SupervisorRef,
+    pub slots: ActorRef<actors::slots::SlotsMsg>,
+    pub agent: Arc<ScriptedAgent>,
+    pub store: borg::store::Store,
+    wiring: PipelineWiring,
+    settings: PipelineSettings,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl PipelineRig {
+    /// Starts the pipeline over repositories `names` (created as sample repos).
+    pub async fn start(names: &[&str], agent: Arc<ScriptedAgent>) -> Self {
+        let turn = TURN.lock().await;
+        let root = tempfile::tempdir().unwrap();
+        let mut env: Vec<(String, String)> = vec![(
+            "DATA_DIR".into(),
+            root.path().join("data").display().to_string(),
+        )];
+        let repos: Vec<PathBuf> = names.iter().map(|n| sample_repo(root.path(), n)).collect();
+        env.push(("PIPELINE_REPO".into(), repos[0].display().to_string()));
+        env.push(("PIPELINE_TEST_CMD".into(), "sh test.sh".into()));
+        if repos.len() > 1 {
+            let watched: Vec<String> = repos[1..]
+                .iter()
+                .map(|p| format!("{}:sh test.sh", p.display()))
+                .collect();
+            env.push(("WATCHED_REPOS".into(), watched.join("|")));
+        }
+        let config =
+            Config::from_lookup(|name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+                .expect("config");
+        std::fs::create_dir_all(&config.data_dir).unwrap();
+        let store = borg::store::Store::open(&config.data_dir).expect("store");
+        let (slots, _) = Actor::spawn(Some(borg::chat::SLOTS_NAME.into()), AgentSlots, 4)
+            .await
+            .expect("slots");
+        let settings = PipelineSettings {
+            retry_backoff: Duration::from_millis(10),
+            stall_retry: Duration::from_millis(200),
+            ..borg::pipeline::settings(&config)
+        };
+        let wiring = PipelineWiring {
+            config: Arc::new(config),
+            store: Arc::new(store.clone()),
+            runner: agent.clone(),
+            tests: Arc::new(ProcessTestRunner),
+        };
+        let tree = spawn(&wiring, &settings).await;
+        Self {
+            root,
+            tree,
+            slots,
+            agent,
+            store,
+            wiring,
+            settings,
+            _turn: turn,
+        }
+    }
+
+    /// Stops the whole pipeline tree where it is (whatever runs is aborted) and starts it
+    /// again on the same store, as a restarted daemon would.
+    pub async fn restart(&mut self) {
+        self.tree.shutdown().await;
+        self.tree = spawn(&self.wiring, &self.settings).await;
+    }
+
+    pub fn repo_path(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+
+    fn desk(&self) -> ActorRef<DeskMsg> {
+        ractor::registry::where_is(DESK_NAME)
+            .expect("desk runs")
+            .into()
+    }
+
+    pub async fn create(&self, repo: Option<&str>, title: &str) -> Result<TaskSummary, String> {
+        ractor::call_t!(
+            self.desk(),
+            |reply| DeskMsg::Create {
+                repo: repo.map(str::to_owned),
+                title: title.into(),
+                description: String::new(),
+                origin: None,
+                requested_by: "test".into(),
+                reply,
+            },
+            5_000
+        )
+        .expect("desk answers")
+    }
+
+    pub async fn task(&self, id: u64) -> TaskSnapshot {
+        ractor::call_t!(self.desk(), DeskMsg::Get, 5_000, id)
+            .expect("desk answers")
+            .expect("task exists")
+    }
+
+    /// Waits until task `id` is in a terminal status (at most 60 s).
+    pub async fn finished(&self, id: u64) -> TaskSnapshot {
+        for _ in 0..600 {
+            let task = self.task(id).await;
+            if task.status.is_terminal() {
+                return task;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("task {id} did not finish: {:?}", self.task(id).await);
+    }
+
+    pub async fn stop(self) {
+        self.tree.shutdown().await;
+        self.slots.stop(None);
+        self.store.close().await;
+    }
+}
+
+async fn spawn(wiring: &PipelineWiring, settings: &PipelineSettings) -> SupervisorRef {
+    let spec = pipeline_spec(wiring.clone(), settings.clone());
+    SupervisorRef::spawn_root("pipeline", spec, Introspection::new())
+        .await
+        .expect("pipeline tree")
+        .0
+}
+
+/// The status path a task took.
+pub fn path(task: &TaskSnapshot) -> Vec<Status> {
+    let mut out = vec![];
+    for t in &task.history {
+        if out.is_empty() {
+            out.push(t.from);
+        }
+        out.push(t.to);
+    }
+    out
+}
