@@ -47,6 +47,7 @@ async fn main() {
         .max(1);
     let config = DockerConfig {
         image: image.clone(),
+        instance: OWNER.to_owned(),
         ..DockerConfig::new(Vec::new())
     };
     let run_as = RunAs::for_this_process().expect("borg's user");
@@ -74,7 +75,7 @@ async fn main() {
         "  ratio bollard/CLI              {:.2} (target ≤ 1.0)",
         b.as_secs_f64() / c.as_secs_f64()
     );
-    let left = borg::docker::remove_orphans_of(&docker, OWNER)
+    let left = borg::docker::remove_instance_orphans(&docker, &config)
         .await
         .unwrap_or(0);
     if left > 0 {
@@ -120,6 +121,7 @@ async fn cli_round(config: &DockerConfig, run_as: RunAs) -> Duration {
     let user = run_as.user();
     let run_label = format!("borg.run={}", new_run_id());
     let task_label = format!("borg.task={OWNER}");
+    let instance_label = format!("borg.instance={}", config.instance);
     let args = [
         "run",
         "--rm",
@@ -148,6 +150,8 @@ async fn cli_round(config: &DockerConfig, run_as: RunAs) -> Duration {
         &run_label,
         "--label",
         &task_label,
+        "--label",
+        &instance_label,
         &config.image,
         "echo",
         "ready",

@@ -32,7 +32,6 @@ use supervisors::{
     Strategy, Supervisor, SupervisorRef, SupervisorSpec,
 };
 
-use crate::claude::{ClaudeConfig, ClaudeRunner};
 use crate::config::Config;
 use crate::discord::{DiscordConfig, DiscordGateway, DiscordTransport, GatewayArgs};
 use crate::telegram::{PollerArgs, TelegramConfig, TelegramPoller, TelegramTransport};
@@ -52,6 +51,11 @@ pub struct ChatWiring {
     pub store: Arc<dyn SnapshotStore>,
     pub introspection: Introspection,
     pub started: Instant,
+    /// Runs the chat's agents: in the configured sandbox (`AGENT_SANDBOX`), like the
+    /// pipeline's.
+    pub runner: Arc<dyn AgentRunner>,
+    /// The sandbox, as `/status` shows it.
+    pub sandbox: String,
 }
 
 /// The chat supervisor's spec.
@@ -176,14 +180,7 @@ fn groups_spec() -> ChildSpec {
 }
 
 fn router_spec(w: ChatWiring, transports: HashMap<Platform, Arc<dyn ChatTransport>>) -> ChildSpec {
-    let runner: Arc<dyn AgentRunner> = Arc::new(ClaudeRunner::new(ClaudeConfig {
-        bin: w.config.claude_bin.clone(),
-        ..ClaudeConfig::default()
-    }));
-    tracing::warn!(
-        "chat agents run as plain subprocesses (no container sandbox yet): \
-         their tools are limited to what claude allows without asking"
-    );
+    let runner = w.runner.clone();
     ChildSpec::new("router", move |ctx: StartCtx| {
         let (w, transports, runner) = (w.clone(), transports.clone(), runner.clone());
         async move {
@@ -204,9 +201,7 @@ fn router_spec(w: ChatWiring, transports: HashMap<Platform, Arc<dyn ChatTranspor
                     admin_chat: c.pipeline_admin_chat.clone().map(ChatId),
                     admin_users: c.admin_users.clone(),
                     pipeline_summary: pipeline_summary(c),
-                    sandbox:
-                        "none: agents run as plain subprocesses (no container engine support yet)"
-                            .into(),
+                    sandbox: w.sandbox.clone(),
                 },
                 transports,
                 group_deps: GroupDeps {

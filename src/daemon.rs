@@ -62,6 +62,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         introspection: introspection.clone(),
         started,
         runners,
+        sandbox,
     });
     let (root, mut join) = SupervisorRef::spawn_root("root", spec, introspection.clone())
         .await

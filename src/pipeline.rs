@@ -119,8 +119,8 @@ pub async fn runners(config: &Config) -> (Runners, String) {
     let description = sandbox.describe();
     match sandbox.start(claude).await {
         Ok(runners) => {
-            if let Some(docker) = &runners.docker {
-                match crate::docker::remove_orphans(docker).await {
+            if runners.docker.is_some() {
+                match runners.remove_orphans().await {
                     Ok(0) => {}
                     Ok(n) => {
                         tracing::warn!("removed {n} agent container(s) left by an earlier run")
@@ -143,6 +143,7 @@ pub async fn runners(config: &Config) -> (Runners, String) {
                 agent: refuse.clone(),
                 test: refuse,
                 docker: None,
+                docker_config: None,
             };
             (runners, format!("unavailable: {why}"))
         }

@@ -41,9 +41,24 @@ pub enum Sandbox {
 pub struct Runners {
     pub agent: Arc<dyn AgentRunner>,
     pub test: Arc<dyn TestRunner>,
-    /// The engine connection, for [`crate::docker::remove_orphans`] at startup; `None` for
-    /// processes.
+    /// The engine connection; `None` for processes.
     pub docker: Option<Docker>,
+    /// The container settings, for [`Runners::remove_orphans`]; `None` for processes.
+    pub docker_config: Option<DockerConfig>,
+}
+
+impl Runners {
+    /// Removes the containers this daemon left when it was killed (its `borg.instance`,
+    /// [`crate::docker::remove_instance_orphans`]): call it at startup, before any run.
+    /// Nothing to do for processes.
+    pub async fn remove_orphans(&self) -> Result<usize, DockerError> {
+        match (&self.docker, &self.docker_config) {
+            (Some(docker), Some(config)) => {
+                crate::docker::remove_instance_orphans(docker, config).await
+            }
+            _ => Ok(0),
+        }
+    }
 }
 
 impl Sandbox {
@@ -61,12 +76,14 @@ impl Sandbox {
                     agent: Arc::new(ContainerRunner::new(docker.clone(), config.clone(), claude)),
                     test: Arc::new(ContainerTestRunner::new(docker.clone(), config.clone())),
                     docker: Some(docker),
+                    docker_config: Some(config.clone()),
                 })
             }
             Self::Process => Ok(Runners {
                 agent: Arc::new(ClaudeRunner::new(claude)),
                 test: Arc::new(ProcessTestRunner),
                 docker: None,
+                docker_config: None,
             }),
         }
     }

@@ -34,6 +34,8 @@ pub struct TreeArgs {
     pub started: Instant,
     /// Agent and test runners of the configured sandbox, shared by chat and pipeline.
     pub runners: crate::sandbox::Runners,
+    /// The sandbox in one line, for `/status`.
+    pub sandbox: String,
 }
 
 /// The root supervisor's spec.
@@ -44,6 +46,8 @@ pub fn root_spec(args: TreeArgs) -> SupervisorSpec {
         store: std::sync::Arc::new(args.store.clone()),
         introspection: args.introspection.clone(),
         started: args.started,
+        runner: args.runners.agent.clone(),
+        sandbox: args.sandbox.clone(),
     };
     let pipeline = PipelineWiring {
         config: args.config.clone(),

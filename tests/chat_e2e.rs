@@ -44,6 +44,8 @@ fn start_borg(dir: &Path, claude: &Path, telegram: &FakeTelegram, api: &FakeAnth
         .env("TELEGRAM_API_URL", &telegram.url)
         .env("BORG_ADMIN_USERS", format!("tg:{ADMIN}"))
         .env("CLAUDE_BIN", claude)
+        // The CLI on the host; chat runs inside containers are in tests/pipeline_e2e.rs.
+        .env("AGENT_SANDBOX", "process")
         .env("ANTHROPIC_BASE_URL", api.base_url())
         .env("ANTHROPIC_API_KEY", "sk-test")
         .env("COLLECTION_WINDOW_MS", "200")

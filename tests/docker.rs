@@ -24,7 +24,7 @@ use borg::docker::container::{ContainerSpec, create_body, new_run_id};
 use borg::docker::ownership::RunAs;
 use borg::docker::{
     BuildContext, ContainerTestRunner, DockerError, build_agent_image, image_status,
-    remove_orphans_of,
+    remove_instance_orphans,
 };
 use borg::sandbox::{ProcessTestRunner, Sandbox};
 use claude_support::{Progress, is_alive};
@@ -244,24 +244,33 @@ async fn a_container_left_by_a_killed_daemon_is_found_by_its_label_and_removed()
     };
     let owner = owner("orphan");
     let _left = LeftContainer(owner.clone());
-    let root = tempfile::tempdir().unwrap();
-    // What a run creates, created and started by hand, then abandoned as a killed daemon would.
-    let spec = ContainerSpec {
-        run_id: new_run_id(),
-        owner: owner.clone(),
-        cmd: vec!["sleep".into(), "300".into()],
-        env: Vec::new(),
-        mounts: Vec::new(),
-        run_as: RunAs::for_ids(1000, 1000),
-    };
-    let created = docker
-        .create_container(None, create_body(&config(root.path()), &spec))
-        .await
-        .unwrap();
-    docker.start_container(&created.id, None).await.unwrap();
+    // Two daemons (two DATA_DIRs) on one engine, each killed with a run in flight: what a run
+    // creates, created and started by hand, then abandoned.
+    let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (daemon_a, daemon_b) = (config(data_a.path()), config(data_b.path()));
+    assert_ne!(daemon_a.instance, daemon_b.instance);
+    let mut ids = Vec::new();
+    for daemon in [&daemon_a, &daemon_b] {
+        let spec = ContainerSpec {
+            run_id: new_run_id(),
+            owner: owner.clone(),
+            cmd: vec!["sleep".into(), "300".into()],
+            env: Vec::new(),
+            mounts: Vec::new(),
+            run_as: RunAs::for_ids(1000, 1000),
+        };
+        let body = create_body(daemon, &spec);
+        let created = docker.create_container(None, body).await.unwrap();
+        docker.start_container(&created.id, None).await.unwrap();
+        ids.push(created.id);
+    }
 
-    assert_eq!(remove_orphans_of(&docker, &owner).await.unwrap(), 1);
-    let gone = docker.inspect_container(&created.id, None).await;
+    // Daemon A restarts: its orphan goes, B's live on.
+    assert_eq!(
+        remove_instance_orphans(&docker, &daemon_a).await.unwrap(),
+        1
+    );
+    let gone = docker.inspect_container(&ids[0], None).await;
     assert!(
         matches!(
             gone,
@@ -272,7 +281,17 @@ async fn a_container_left_by_a_killed_daemon_is_found_by_its_label_and_removed()
         ),
         "{gone:?}"
     );
-    assert_eq!(remove_orphans_of(&docker, &owner).await.unwrap(), 0);
+    let alive = docker.inspect_container(&ids[1], None).await.unwrap();
+    assert_eq!(alive.state.and_then(|s| s.running), Some(true));
+    assert_eq!(
+        remove_instance_orphans(&docker, &daemon_a).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        remove_instance_orphans(&docker, &daemon_b).await.unwrap(),
+        1
+    );
+    assert!(containers_of(&docker, &owner).await.is_empty());
 }
 
 // ---- the real CLI in the real container ----------------------------------------------------
@@ -394,7 +413,6 @@ async fn the_hard_timeout_kills_and_removes_the_agent_container() {
     let Some(docker) = support::engine_with_image().await else {
         return;
     };
-    let _ = tracing_subscriber::fmt().with_env_filter("debug,hyper=info,hyper_util=info,bollard=info").with_test_writer().try_init();
     let owner = owner("hard");
     let _left = LeftContainer(owner.clone());
     let api = FakeAnthropic::start().await;
@@ -520,15 +538,19 @@ async fn the_sandbox_setting_picks_processes_or_containers() {
     };
     let owner = owner("sandbox");
     let _left = LeftContainer(owner.clone());
-    let docker = Sandbox::Docker(config(&base))
-        .start(ClaudeConfig::default())
-        .await
-        .unwrap();
-    assert!(docker.docker.is_some());
-    let inside = docker
+    let sandbox = Sandbox::Docker(config(&base));
+    let runners = sandbox.start(ClaudeConfig::default()).await.unwrap();
+    assert!(runners.docker.is_some());
+    let inside = runners
         .test
         .run(test_request(&base, &owner, "pwd", 60))
         .await
         .unwrap();
     assert_eq!(inside.output_tail, "/workspace\n");
+    assert_eq!(
+        runners.remove_orphans().await.unwrap(),
+        0,
+        "nothing was left"
+    );
+    assert_eq!(process.remove_orphans().await.unwrap(), 0);
 }

@@ -31,12 +31,10 @@ pub async fn run(workdir: Option<PathBuf>, no_docker: bool) -> ExitCode {
 }
 
 async fn demo(workdir: Option<PathBuf>, no_docker: bool) -> Result<(), String> {
-    let (root, _temp) = match workdir {
-        Some(dir) => (dir, None),
-        None => {
-            let temp = tempfile_dir()?;
-            (temp.clone(), Some(temp))
-        }
+    // Kept afterwards (the path is printed), so the branch and logs can be looked at.
+    let root = match workdir {
+        Some(dir) => dir,
+        None => tempfile_dir()?,
     };
     std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
     let root = root
@@ -50,8 +48,9 @@ async fn demo(workdir: Option<PathBuf>, no_docker: bool) -> Result<(), String> {
     let repo = super::create_sample_repo(&root.join("sample"))
         .map_err(|e| format!("cannot create the sample repository: {e}"))?;
     println!(
-        "[1/5] sample repository: {} (test command: sh test.sh)",
-        repo.display()
+        "[1/5] sample repository: {} (test command: {})",
+        repo.display(),
+        super::SAMPLE_TEST_COMMAND
     );
 
     let model = ScriptedModel::start(super::demo_script())
@@ -59,12 +58,22 @@ async fn demo(workdir: Option<PathBuf>, no_docker: bool) -> Result<(), String> {
         .map_err(|e| format!("cannot start the scripted model: {e}"))?;
     println!("[2/5] scripted model listening on {}", model.base_url());
 
-    let claude = find_claude()?;
     let sandbox = choose_sandbox(no_docker).await;
-    println!(
-        "[3/5] agents: the real claude CLI ({}) {sandbox}",
-        claude.display()
-    );
+    let in_containers = sandbox.starts_with("in hardened");
+    // In containers the agent image's own CLI runs; on the host, this machine's.
+    let claude = if in_containers {
+        find_claude().unwrap_or_else(|_| PathBuf::from("claude"))
+    } else {
+        find_claude()?
+    };
+    if in_containers {
+        println!("[3/5] agents: the real claude CLI of the agent image, {sandbox}");
+    } else {
+        println!(
+            "[3/5] agents: the real claude CLI ({}), {sandbox}",
+            claude.display()
+        );
+    }
 
     let data = root.join("data");
     let mut daemon = start_daemon(&root, &data, &repo, &claude, &model, &sandbox).await?;
@@ -162,7 +171,7 @@ async fn start_daemon(
         .args(["--dir", &root.display().to_string(), "run"])
         .env("DATA_DIR", data)
         .env("PIPELINE_REPO", repo)
-        .env("PIPELINE_TEST_CMD", "sh test.sh")
+        .env("PIPELINE_TEST_CMD", super::SAMPLE_TEST_COMMAND)
         .env("CLAUDE_BIN", claude)
         .env("CLAUDE_MODEL", "claude-sonnet-4-6")
         .env("AGENT_SANDBOX", kind)
@@ -191,8 +200,8 @@ async fn ask(data: &Path, request: Value) -> Option<Value> {
 /// Creates the demo task and prints its phase changes until it ends.
 async fn follow_task(data: &Path) -> Result<Value, String> {
     let started = Instant::now();
-    let add = json!({"cmd": "task_add", "title": "Add a greeting script",
-        "description": "Add greet.sh, which prints a greeting."});
+    let add = json!({"cmd": "task_add", "title": super::DEMO_TASK_TITLE,
+        "description": super::DEMO_TASK_DESCRIPTION});
     let created = loop {
         if let Some(answer) = ask(data, add.clone()).await {
             break answer;
@@ -203,7 +212,7 @@ async fn follow_task(data: &Path) -> Result<Value, String> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let id = created["task"]["id"].as_u64().unwrap_or(1);
-    println!("      task #{id} created: Add a greeting script");
+    println!("      task #{id} created: {}", super::DEMO_TASK_TITLE);
     let mut shown = 0;
     while started.elapsed() < DEMO_LIMIT {
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -34,6 +34,7 @@ pub const AGENT_HOME: &str = "/home/agent";
 pub const LABEL_BORG: &str = "borg";
 pub const LABEL_RUN: &str = "borg.run";
 pub const LABEL_TASK: &str = "borg.task";
+pub const LABEL_INSTANCE: &str = "borg.instance";
 
 /// What one container runs, and with what; the hardening comes from [`DockerConfig`].
 #[derive(Debug, Clone)]
@@ -63,6 +64,7 @@ pub fn create_body(config: &DockerConfig, spec: &ContainerSpec) -> ContainerCrea
         (LABEL_BORG.to_owned(), "1".to_owned()),
         (LABEL_RUN.to_owned(), spec.run_id.clone()),
         (LABEL_TASK.to_owned(), spec.owner.clone()),
+        (LABEL_INSTANCE.to_owned(), config.instance.clone()),
     ]);
     let mounts = spec
         .mounts
@@ -310,20 +312,21 @@ async fn wait_exit(docker: Docker, id: String) -> Option<i32> {
     }
 }
 
-/// Force-removes every container labelled `borg.run`: those a killed daemon left. The
-/// daemon calls it at startup, before it starts any run. Returns how many it removed.
-pub async fn remove_orphans(docker: &Docker) -> Result<usize, DockerError> {
-    remove_labelled(docker, vec![LABEL_RUN.to_owned()]).await
+/// Force-removes this daemon's containers (labels `borg.run` and `borg.instance` of
+/// `config`): those it left when it was killed. The daemon calls it at startup, before it
+/// starts any run. Returns how many it removed.
+pub async fn remove_instance_orphans(
+    docker: &Docker,
+    config: &DockerConfig,
+) -> Result<usize, DockerError> {
+    let instance = format!("{LABEL_INSTANCE}={}", config.instance);
+    remove_labelled(docker, vec![LABEL_RUN.to_owned(), instance]).await
 }
 
-/// [`remove_orphans`] limited to the containers of `owner` (`borg.task`): for tests, which
-/// share an engine with other runs that are not orphans.
-pub async fn remove_orphans_of(docker: &Docker, owner: &str) -> Result<usize, DockerError> {
-    remove_labelled(
-        docker,
-        vec![LABEL_RUN.to_owned(), format!("{LABEL_TASK}={owner}")],
-    )
-    .await
+/// Force-removes every borg container on the engine (label `borg.run`), whichever daemon
+/// or test started it: for an operator clearing up by hand, never while runs may be live.
+pub async fn remove_orphans(docker: &Docker) -> Result<usize, DockerError> {
+    remove_labelled(docker, vec![LABEL_RUN.to_owned()]).await
 }
 
 async fn remove_labelled(docker: &Docker, labels: Vec<String>) -> Result<usize, DockerError> {

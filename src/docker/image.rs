@@ -16,7 +16,7 @@ use bollard::Docker;
 use bollard::query_parameters::BuildImageOptionsBuilder;
 use futures_util::StreamExt;
 
-use super::{DockerError, engine_error};
+use super::{DockerError, digest, engine_error};
 
 /// The image label holding the hash of the context it was built from.
 pub const CONTEXT_HASH_LABEL: &str = "borg.context-hash";
@@ -84,7 +84,7 @@ impl BuildContext {
             .map_err(|e| cannot(cert, e))?;
         }
         let tar = tar.into_inner().map_err(|e| cannot(dir, e))?;
-        let hash = format!("{:032x}", fnv1a128(&tar));
+        let hash = digest(&tar);
         Ok(Self { tar, hash })
     }
 
@@ -247,15 +247,6 @@ fn collect_files(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Re
         }
     }
     Ok(())
-}
-
-/// FNV-1a with 128-bit state: a stable digest that needs no dependency.
-fn fnv1a128(bytes: &[u8]) -> u128 {
-    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
-    const PRIME: u128 = 0x0000000001000000000000000000013B;
-    bytes
-        .iter()
-        .fold(OFFSET, |h, &b| (h ^ u128::from(b)).wrapping_mul(PRIME))
 }
 
 #[cfg(test)]

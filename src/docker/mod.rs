@@ -14,7 +14,8 @@
 //!
 //! - **Hardening**: all capabilities dropped, `no-new-privileges`, 256 processes, 1 GiB of
 //!   memory, 2 CPUs, `init` as PID 1 (reaps what the agent leaves), labels `borg=1`,
-//!   `borg.run=<unique run id>` and `borg.task=<owner>`, network from [`DockerConfig`]
+//!   `borg.run=<unique run id>`, `borg.task=<owner>` and `borg.instance=<which daemon>`,
+//!   network from [`DockerConfig`]
 //!   (`bridge` by default; tests use `host` so the CLI inside reaches a fake API on
 //!   127.0.0.1).
 //! - **User**: never root. When borg itself is not root the container runs as borg's own
@@ -30,8 +31,9 @@
 //!   stdin and deletes before the CLI starts (`container/entrypoint.sh`); borg deletes it too
 //!   when the run ends, in case the entrypoint never ran.
 //! - **Removal**: the container is removed when the run ends in any way, including the caller
-//!   dropping the future; [`remove_orphans`] clears those of a daemon that was killed (the
-//!   daemon calls it at startup).
+//!   dropping the future; [`remove_instance_orphans`] clears those a killed daemon left,
+//!   at its next start. Only its own: the `borg.instance` label (derived from DATA_DIR)
+//!   keeps two daemons, or parallel tests, on one engine from removing each other's runs.
 
 pub mod agent;
 pub mod container;
@@ -47,7 +49,7 @@ use std::time::Duration;
 use bollard::Docker;
 
 pub use agent::ContainerRunner;
-pub use container::{remove_orphans, remove_orphans_of};
+pub use container::{remove_instance_orphans, remove_orphans};
 pub use image::{
     BuildContext, ImageStatus, build_agent_image, context_hash, host_extra_ca_certs, image_status,
 };
@@ -64,6 +66,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How borg runs containers; one per daemon.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DockerConfig {
+    /// Which daemon the containers belong to (label `borg.instance`): what
+    /// [`remove_instance_orphans`] removes. [`DockerConfig::new`] derives it from the first
+    /// allowed root, DATA_DIR by convention, so it is stable across restarts.
+    pub instance: String,
     /// The agent image (`AGENT_IMAGE`), built from `container/Dockerfile`.
     pub image: String,
     /// `HostConfig.NetworkMode` (`AGENT_NETWORK`): `bridge`, `host`, `none` or a network name.
@@ -80,9 +86,13 @@ pub struct DockerConfig {
 }
 
 impl DockerConfig {
-    /// The defaults, with `allowed_roots`.
+    /// The defaults, with `allowed_roots` (put DATA_DIR first: the instance comes from it).
     pub fn new(allowed_roots: Vec<PathBuf>) -> Self {
+        let first = allowed_roots
+            .first()
+            .map(|r| r.as_os_str().as_encoded_bytes());
         Self {
+            instance: digest(first.unwrap_or_default())[..16].to_owned(),
             image: DEFAULT_IMAGE.to_owned(),
             network: DEFAULT_NETWORK.to_owned(),
             allowed_roots,
@@ -164,6 +174,17 @@ async fn negotiate(
             CONNECT_TIMEOUT.as_secs()
         ))),
     }
+}
+
+/// A stable hex digest (FNV-1a, 128 bits) that needs no dependency: it tells contents apart,
+/// it does not resist forgery.
+pub(crate) fn digest(bytes: &[u8]) -> String {
+    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+    const PRIME: u128 = 0x0000000001000000000000000000013B;
+    let hash = bytes
+        .iter()
+        .fold(OFFSET, |h, &b| (h ^ u128::from(b)).wrapping_mul(PRIME));
+    format!("{hash:032x}")
 }
 
 /// The daemon's wording of an engine error: what borg was doing, then the engine's words.

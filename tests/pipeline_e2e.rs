@@ -1,0 +1,225 @@
+//! The pipeline as a user meets it: the real `borg` binary, a chat on a fake Telegram Bot
+//! API (through the real teloxide client), the real `claude` CLI inside real hardened
+//! containers of the agent image, driven by the scripted model on 127.0.0.1, and a real git
+//! repository. `/task` in the chat creates a task; it goes spec → qa → impl → test → done
+//! with real commits, its phase changes are reported in the chat, and nothing is left
+//! behind. The CLI (`borg tasks`, `borg task show`) sees the same task.
+
+#[path = "support/docker.rs"]
+mod docker;
+#[path = "support/fake_telegram.rs"]
+mod fake_telegram;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use borg::demo::{DEMO_TASK_TITLE, SAMPLE_TEST_COMMAND, create_sample_repo, demo_script};
+use borg::model::ScriptedModel;
+use fake_telegram::{BOT_USERNAME, FakeTelegram};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "4343:pipeline-token";
+const GROUP: i64 = -100_888;
+const ADMIN: i64 = 42;
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn message(id: i64, from: i64, text: &str) -> Value {
+    let mut msg = json!({
+        "message_id": id, "date": 1_700_000_000, "text": text,
+        "chat": {"id": GROUP, "type": "supergroup", "title": "Builders"},
+        "from": {"id": from, "is_bot": false, "first_name": "Ada"},
+    });
+    let mention = format!("@{BOT_USERNAME}");
+    if let Some(start) = text.find(&mention) {
+        msg["entities"] = json!([{
+            "type": "mention",
+            "offset": text[..start].encode_utf16().count(),
+            "length": mention.encode_utf16().count(),
+        }]);
+    }
+    json!({ "message": msg })
+}
+
+fn texts(telegram: &FakeTelegram) -> Vec<String> {
+    telegram.sent().into_iter().map(|s| s.text).collect()
+}
+
+async fn wait_for_text(telegram: &FakeTelegram, what: &str, secs: u64, needle: &str) {
+    telegram
+        .wait_until(what, Duration::from_secs(secs), |t| {
+            texts(t).iter().any(|x| x.contains(needle))
+        })
+        .await;
+}
+
+fn borg(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_borg"));
+    cmd.args(["--dir", dir.to_str().unwrap()])
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "safe.directory=*"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Whether the sample's test command passes at `commit` (checked out afresh).
+fn tests_pass_at(repo: &Path, commit: &str, scratch: &Path) -> bool {
+    let dir = scratch.join(&commit[..10]);
+    git(
+        repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "--detach",
+            dir.to_str().unwrap(),
+            commit,
+        ],
+    );
+    let passed = Command::new("sh")
+        .args(["-c", SAMPLE_TEST_COMMAND])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    git(
+        repo,
+        &["worktree", "remove", "--force", dir.to_str().unwrap()],
+    );
+    passed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_from_chat_goes_through_every_phase_in_real_containers() {
+    let Some(engine) = docker::engine_with_image().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let repo = create_sample_repo(&dir.path().join("repos")).unwrap();
+    let telegram = FakeTelegram::start(TOKEN).await;
+    let model = ScriptedModel::start(demo_script()).await.unwrap();
+    let child = borg(dir.path())
+        .arg("run")
+        .env("RUST_LOG", "info")
+        .env("TELEGRAM_BOT_TOKEN", TOKEN)
+        .env("TELEGRAM_API_URL", &telegram.url)
+        .env("BORG_ADMIN_USERS", format!("tg:{ADMIN}"))
+        .env("PIPELINE_ADMIN_CHAT", format!("tg:{GROUP}"))
+        .env("PIPELINE_REPO", &repo)
+        .env("PIPELINE_TEST_CMD", SAMPLE_TEST_COMMAND)
+        .env("AGENT_SANDBOX", "docker")
+        // The scripted model listens on the host's loopback.
+        .env("AGENT_NETWORK", "host")
+        .env("ANTHROPIC_BASE_URL", model.base_url())
+        .env("ANTHROPIC_API_KEY", "sk-test")
+        .env("COLLECTION_WINDOW_MS", "200")
+        .env("COOLDOWN_MS", "200")
+        .env("AGENT_IDLE_TIMEOUT_S", "60")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("borg starts");
+    let daemon = Daemon(child);
+
+    telegram.push_update(message(1, ADMIN, "/register"));
+    wait_for_text(&telegram, "registration", 30, "Registered").await;
+    let task = format!("/task {DEMO_TASK_TITLE}\nAdd greet.sh, which prints a greeting.");
+    telegram.push_update(message(2, ADMIN, &task));
+    wait_for_text(&telegram, "task created", 30, "Task #1 created").await;
+    wait_for_text(&telegram, "task done", 300, "test → done").await;
+
+    // Every phase change was reported in the chat (the admin chat and the origin: once).
+    let reports: Vec<String> = texts(&telegram)
+        .into_iter()
+        .filter(|t| t.starts_with("Task #1"))
+        .collect();
+    for step in [
+        "backlog → spec",
+        "spec → qa",
+        "qa → impl",
+        "impl → test",
+        "test → done",
+    ] {
+        let n = reports.iter().filter(|r| r.contains(step)).count();
+        assert_eq!(n, 1, "{step} reported once: {reports:#?}");
+    }
+
+    // Real commits on the branch; the QA tests were red before the implementation and green
+    // after it.
+    let log = git(&repo, &["log", "--format=%H %s", "main..borg/task-1"]);
+    let commits: Vec<(&str, &str)> = log.lines().filter_map(|l| l.split_once(' ')).collect();
+    let subjects: Vec<&str> = commits.iter().map(|c| c.1).collect();
+    assert_eq!(
+        subjects,
+        [
+            format!("impl: {DEMO_TASK_TITLE} (attempt 1)"),
+            format!("tests: {DEMO_TASK_TITLE}"),
+            format!("spec: {DEMO_TASK_TITLE}"),
+        ]
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    assert!(
+        !tests_pass_at(&repo, commits[1].0, scratch.path()),
+        "red at the QA commit"
+    );
+    assert!(
+        tests_pass_at(&repo, commits[0].0, scratch.path()),
+        "green at the head"
+    );
+
+    // Chat agents run in the sandbox too.
+    telegram.push_update(message(
+        3,
+        7,
+        &format!("@{BOT_USERNAME} hi\nSAY: from a container"),
+    ));
+    wait_for_text(&telegram, "chat answer", 120, "DONE: from a container").await;
+
+    // The CLI sees the same task.
+    let out = borg(dir.path()).args(["tasks", "--json"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tasks: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(tasks[0]["status"], "done", "{tasks}");
+    let out = borg(dir.path())
+        .args(["task", "show", "1"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("status      done") && shown.contains("test → done"),
+        "{shown}"
+    );
+
+    // Every agent and test container was removed.
+    assert!(docker::containers_of(&engine, "task-1").await.is_empty());
+    drop(daemon);
+}
