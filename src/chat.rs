@@ -26,10 +26,9 @@ use actors::chat::{ChatId, ChatTransport, InboundSink, IncomingMessage, Platform
 use actors::slots::SlotsMsg;
 use ractor::ActorRef;
 use supervisors::snapshot::SnapshotStore;
-use supervisors::supervisor::SupervisorArgs;
 use supervisors::{
-    Backoff, BreakerPolicy, ChildSpec, Intensity, Introspection, Shutdown, StartCtx, StartError,
-    Strategy, Supervisor, SupervisorRef, SupervisorSpec,
+    Backoff, BreakerPolicy, ChildSpec, Intensity, Introspection, StartCtx, StartError, Strategy,
+    SupervisorRef, SupervisorSpec,
 };
 
 use crate::config::Config;
@@ -109,7 +108,10 @@ pub fn chat_spec(w: ChatWiring) -> SupervisorSpec {
         let transport = WhatsAppTransport::new(link.clone(), config.send_timeout);
         transports.insert(Platform::WhatsApp, Arc::new(transport));
     }
-    let mut children = vec![groups_spec(), router_spec(w.clone(), transports.clone())];
+    let mut children = vec![
+        crate::tree::dynamic_supervisor("groups", GROUPS_NAME.into()),
+        router_spec(w.clone(), transports.clone()),
+    ];
     if let Some(telegram) = telegram.filter(|_| transports.contains_key(&Platform::Telegram)) {
         let args = PollerArgs::new(telegram, w.store.clone(), router_sink());
         children.push(
@@ -155,28 +157,6 @@ pub fn chat_spec(w: ChatWiring) -> SupervisorSpec {
         },
         children,
     }
-}
-
-fn groups_spec() -> ChildSpec {
-    ChildSpec::new("groups", |ctx: StartCtx| async move {
-        let args = SupervisorArgs {
-            spec: SupervisorSpec {
-                // Groups fail alone; each has its own breaker, so the limit here is generous.
-                intensity: Intensity {
-                    max_restarts: 50,
-                    period: Duration::from_secs(10),
-                },
-                ..SupervisorSpec::default()
-            },
-            path: ctx.path.clone(),
-            introspection: ctx.introspection.clone(),
-        };
-        ctx.spawn_named(Some(GROUPS_NAME.into()), Supervisor, args)
-            .await
-            .map(Some)
-    })
-    .kind("supervisor")
-    .shutdown(Shutdown::Infinity)
 }
 
 fn router_spec(w: ChatWiring, transports: HashMap<Platform, Arc<dyn ChatTransport>>) -> ChildSpec {

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod discord;
 pub mod docker;
 pub mod git;
+pub mod image_cli;
 pub mod logging;
 pub mod pipeline;
 pub mod model;

@@ -45,6 +45,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Build or inspect the agent image (AGENT_IMAGE).
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Run one task through every phase on a sample repository, with a scripted model
     /// standing in for Claude (no API key needed).
     Demo {
@@ -56,6 +59,16 @@ enum Command {
         #[arg(long)]
         no_docker: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Build the agent image from the container/ folder compiled into borg.
+    ///
+    /// Example: AGENT_IMAGE=borg-agent:latest borg image build
+    Build,
+    /// Which image agents use, when it was built, and whether it is current.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -131,6 +144,8 @@ fn main() -> ExitCode {
         Command::Task(TaskCommand::Show { id, json }) => {
             runtime.block_on(borg::tasks_cli::show(&config, id, json))
         }
+        Command::Image(ImageCommand::Build) => runtime.block_on(borg::image_cli::build(&config)),
+        Command::Image(ImageCommand::Status) => runtime.block_on(borg::image_cli::status(&config)),
         Command::Tasks { json } => runtime.block_on(borg::tasks_cli::list(&config, json)),
         Command::Demo { workdir, no_docker } => {
             runtime.block_on(borg::demo::run(workdir, no_docker))

@@ -30,10 +30,9 @@ use actors::pipeline::task::{PipelineSettings, RepoDeps, TaskDeps};
 use actors::slots::SlotsMsg;
 use ractor::ActorRef;
 use supervisors::snapshot::SnapshotStore;
-use supervisors::supervisor::SupervisorArgs;
 use supervisors::{
-    BreakerPolicy, ChildSpec, Intensity, Shutdown, StartCtx, StartError, Strategy, Supervisor,
-    SupervisorRef, SupervisorSpec,
+    BreakerPolicy, ChildSpec, Intensity, StartCtx, StartError, Strategy, SupervisorRef,
+    SupervisorSpec,
 };
 
 use crate::chat::{ROUTER_NAME, SLOTS_NAME};
@@ -257,28 +256,7 @@ fn repo_spec(
 ) -> SupervisorSpec {
     let tasks_name = tasks_supervisor_name(&repo.name);
     let tasks_lookup = tasks_name.clone();
-    let tasks = ChildSpec::new("tasks", move |ctx: StartCtx| {
-        let name = tasks_name.clone();
-        async move {
-            let args = SupervisorArgs {
-                spec: SupervisorSpec {
-                    // Tasks fail alone; each has its own breaker.
-                    intensity: Intensity {
-                        max_restarts: 50,
-                        period: Duration::from_secs(10),
-                    },
-                    ..SupervisorSpec::default()
-                },
-                path: ctx.path.clone(),
-                introspection: ctx.introspection.clone(),
-            };
-            ctx.spawn_named(Some(name), Supervisor, args)
-                .await
-                .map(Some)
-        }
-    })
-    .kind("supervisor")
-    .shutdown(Shutdown::Infinity);
+    let tasks = crate::tree::dynamic_supervisor("tasks", tasks_name.clone());
     let owner = ChildSpec::new("repo", move |ctx: StartCtx| {
         let (w, settings, repo, tasks_name) = (
             w.clone(),

@@ -3,6 +3,7 @@
 //! library type appears here: the daemon (`src/`) provides the real adapters and tests provide
 //! fakes.
 
+pub mod abort;
 pub mod agent;
 pub mod chat;
 pub mod pipeline;

@@ -25,6 +25,25 @@ const LOCAL_CA_DIR: &str = "/usr/local/share/ca-certificates";
 /// How much of the failing step's output a build error keeps.
 const BUILD_OUTPUT_TAIL: usize = 6 << 10;
 
+/// `container/` as compiled in: every file but documentation, sorted, with its mode.
+const EMBEDDED: &[(&str, u32, &[u8])] = &[
+    (
+        "Dockerfile",
+        0o644,
+        include_bytes!("../../container/Dockerfile"),
+    ),
+    (
+        "entrypoint.sh",
+        0o755,
+        include_bytes!("../../container/entrypoint.sh"),
+    ),
+    (
+        "make-base-image.sh",
+        0o755,
+        include_bytes!("../../container/make-base-image.sh"),
+    ),
+];
+
 /// A build context in memory and its hash.
 #[derive(Debug, Clone)]
 pub struct BuildContext {
@@ -43,24 +62,47 @@ impl BuildContext {
                 what.display()
             ))
         };
+        let mut names = Vec::new();
+        collect_files(dir, dir, &mut names).map_err(|e| cannot(dir, e))?;
+        names.retain(|f| f.extension().is_none_or(|e| e != "md"));
+        names.sort();
         let mut files = Vec::new();
-        collect_files(dir, dir, &mut files).map_err(|e| cannot(dir, e))?;
-        files.retain(|f| f.extension().is_none_or(|e| e != "md"));
-        files.sort();
-        let mut tar = tar::Builder::new(Vec::new());
-        for relative in &files {
+        for relative in &names {
             let path = dir.join(relative);
             let data = std::fs::read(&path).map_err(|e| cannot(&path, e))?;
             let meta = std::fs::metadata(&path).map_err(|e| cannot(&path, e))?;
             let executable = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111;
-            let name = relative.to_string_lossy();
-            append(
-                &mut tar,
-                &name,
-                if executable != 0 { 0o755 } else { 0o644 },
-                &data,
-            )
-            .map_err(|e| cannot(&path, e))?;
+            let mode = if executable != 0 { 0o755 } else { 0o644 };
+            files.push((relative.to_string_lossy().into_owned(), mode, data));
+        }
+        Self::from_files(&files, extra_ca_certs)
+    }
+
+    /// The `container/` folder this binary was built with (embedded at compile time), so
+    /// `borg image build` works from an installed binary. Byte for byte the same context as
+    /// [`from_dir`](Self::from_dir) on the source tree's `container/`, hence the same hash.
+    pub fn embedded(extra_ca_certs: &[PathBuf]) -> Result<Self, DockerError> {
+        let files: Vec<(String, u32, Vec<u8>)> = EMBEDDED
+            .iter()
+            .map(|(name, mode, data)| (name.to_string(), *mode, data.to_vec()))
+            .collect();
+        Self::from_files(&files, extra_ca_certs)
+    }
+
+    /// `files` (name, mode, bytes) in the given order, then `extra_ca_certs` under
+    /// `extra-ca/` (named `*.crt`, which is all `update-ca-certificates` reads).
+    fn from_files(
+        files: &[(String, u32, Vec<u8>)],
+        extra_ca_certs: &[PathBuf],
+    ) -> Result<Self, DockerError> {
+        let cannot = |what: &str, err: std::io::Error| {
+            DockerError::Other(format!(
+                "cannot make the image build context ({what}): {err}"
+            ))
+        };
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, mode, data) in files {
+            append(&mut tar, name, *mode, data).map_err(|e| cannot(name, e))?;
         }
         // Always present, so `COPY extra-ca/` works with no certificate at all.
         let mut dir_header = tar::Header::new_gnu();
@@ -69,9 +111,10 @@ impl BuildContext {
         dir_header.set_size(0);
         dir_header.set_mtime(0);
         tar.append_data(&mut dir_header, "extra-ca/", std::io::empty())
-            .map_err(|e| cannot(dir, e))?;
+            .map_err(|e| cannot("extra-ca/", e))?;
         for (i, cert) in extra_ca_certs.iter().enumerate() {
-            let data = std::fs::read(cert).map_err(|e| cannot(cert, e))?;
+            let shown = cert.display().to_string();
+            let data = std::fs::read(cert).map_err(|e| cannot(&shown, e))?;
             let stem = cert
                 .file_stem()
                 .map_or("ca".into(), |s| s.to_string_lossy());
@@ -81,9 +124,9 @@ impl BuildContext {
                 0o644,
                 &data,
             )
-            .map_err(|e| cannot(cert, e))?;
+            .map_err(|e| cannot(&shown, e))?;
         }
-        let tar = tar.into_inner().map_err(|e| cannot(dir, e))?;
+        let tar = tar.into_inner().map_err(|e| cannot("tar", e))?;
         let hash = digest(&tar);
         Ok(Self { tar, hash })
     }
@@ -252,6 +295,16 @@ fn collect_files(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_embedded_context_is_the_source_trees_container_folder() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("container");
+        assert_eq!(
+            BuildContext::embedded(&[]).unwrap().hash(),
+            BuildContext::from_dir(&dir, &[]).unwrap().hash(),
+            "a file was added to container/ but not to EMBEDDED (or a mode differs)"
+        );
+    }
 
     #[test]
     fn the_hash_follows_contents_and_modes_but_not_timestamps() {

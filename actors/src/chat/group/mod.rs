@@ -22,8 +22,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use supervisors::ActorStats;
 use supervisors::snapshot::{Persister, SnapshotStore, now_ms};
-use tokio::task::JoinHandle;
 
+use crate::abort::AbortOnDrop;
 use crate::agent::{AgentOutcome, AgentRequest, AgentRunner};
 use crate::chat::port::{ChatId, ChatTransport, Format, IncomingMessage};
 use crate::chat::split::split_message;
@@ -348,7 +348,7 @@ impl GroupState {
             group: myself.clone(),
             slot,
         };
-        self.run_task = Some(AbortOnDrop(tokio::spawn(run::run(job))));
+        self.run_task = Some(AbortOnDrop::spawn(run::run(job)));
         Ok(())
     }
 
@@ -449,15 +449,6 @@ impl GroupState {
             GroupMsg::CooldownElapsed(generation)
         });
         Ok(())
-    }
-}
-
-/// A task that is aborted when its handle is dropped.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

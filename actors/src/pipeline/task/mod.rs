@@ -20,8 +20,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use supervisors::ActorStats;
 use supervisors::snapshot::{Persister, SnapshotStore, now_ms};
 use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
 
+use crate::abort::AbortOnDrop;
 use crate::agent::AgentRunner;
 use crate::pipeline::phase::{Event, Status, transition};
 use crate::pipeline::ports::{Announcer, TestRunner, Vcs};
@@ -221,10 +221,10 @@ impl TaskState {
             myself.clone(),
             self.generation,
         );
-        self.step = Some(AbortOnDrop(tokio::spawn(async move {
+        self.step = Some(AbortOnDrop::spawn(async move {
             let result = step::run(deps, snap).await;
             let _ = me.cast(TaskMsg::StepDone(generation, Box::new(result)));
-        })));
+        }));
     }
 
     async fn step_done(
@@ -307,15 +307,5 @@ impl TaskState {
         for chat in chats {
             announcer.announce(chat, text.clone());
         }
-    }
-}
-
-/// A task that is aborted when its handle is dropped (ractor skips `post_stop` when a handler
-/// fails, but always drops the state).
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
