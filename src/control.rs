@@ -94,8 +94,14 @@ async fn bind(path: &Path) -> Result<UnixListener, ActorProcessingErr> {
 
 async fn accept_loop(listener: UnixListener, args: ControlArgs) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: pause rather than spin on the error.
+                tracing::warn!("control socket accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
         };
         let args = args.clone();
         // A slow or silent client only holds up its own answer.

@@ -54,6 +54,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         .map_err(|e| DaemonError::Startup(e.to_string()))?;
     let introspection = Introspection::new();
     let config = std::sync::Arc::new(config);
+    // A repository list the pipeline cannot use stops startup, like any bad setting.
+    crate::pipeline::repos(&config).map_err(DaemonError::Startup)?;
     let (runners, sandbox) = crate::pipeline::runners(&config).await;
     tracing::info!("agents run in sandbox: {sandbox}");
     let spec = root_spec(TreeArgs {

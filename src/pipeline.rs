@@ -95,8 +95,18 @@ fn dir_name(path: &Path) -> String {
 /// running agents unsandboxed: the runners refuse every run with the reason, so tasks wait
 /// (no attempt is counted) until the engine is back and the daemon restarted.
 pub async fn runners(config: &Config) -> (Runners, String) {
+    // Every agent process of this instance carries its id, so the next start can find what
+    // a killed daemon left running (containers carry a label for the same purpose).
+    let instance = crate::claude::process::instance_id(&config.data_dir);
+    if config.agent_sandbox == SandboxKind::Process {
+        let killed = crate::claude::process::kill_instance_leftovers(&instance);
+        if killed > 0 {
+            tracing::warn!("killed {killed} agent process(es) left by an earlier run");
+        }
+    }
     let claude = ClaudeConfig {
         bin: config.claude_bin.clone(),
+        extra_env: vec![(crate::claude::process::INSTANCE_VAR.into(), instance)],
         ..ClaudeConfig::default()
     };
     let sandbox = match config.agent_sandbox {
@@ -257,28 +267,44 @@ fn repo_spec(
     let tasks_name = tasks_supervisor_name(&repo.name);
     let tasks_lookup = tasks_name.clone();
     let tasks = crate::tree::dynamic_supervisor("tasks", tasks_name.clone());
+    // Made once per repository and kept across restarts of its `repo` actor: tasks that are
+    // still running hold these, and tasks started by the new actor must share them.
+    let locks = RepoDeps::phase_locks();
+    let vcs_cell: Arc<tokio::sync::OnceCell<Arc<dyn Vcs>>> = Arc::default();
     let owner = ChildSpec::new("repo", move |ctx: StartCtx| {
-        let (w, settings, repo, tasks_name) = (
+        let (w, settings, repo, tasks_name, locks, vcs_cell) = (
             w.clone(),
             settings.clone(),
             repo.clone(),
             tasks_lookup.clone(),
+            locks.clone(),
+            vcs_cell.clone(),
         );
         async move {
-            // Off the async workers: opening a repository reads its files.
-            let (name, path) = (repo.name.clone(), repo.path.clone());
-            let vcs = tokio::task::spawn_blocking(move || GitRepo::open(name, path))
-                .await
-                .map_err(|e| StartError(format!("opening the repository panicked: {e}")))?
-                .map_err(|e| StartError(format!("repository {}: {e}", repo.name)))?;
-            let vcs: Arc<dyn Vcs> = Arc::new(vcs);
+            let vcs = vcs_cell
+                .get_or_try_init(|| async {
+                    // Off the async workers: opening a repository reads its files.
+                    let (name, path) = (repo.name.clone(), repo.path.clone());
+                    let opened = tokio::task::spawn_blocking(move || GitRepo::open(name, path))
+                        .await
+                        .map_err(|e| StartError(format!("opening the repository panicked: {e}")))?
+                        .map_err(|e| StartError(format!("repository {}: {e}", repo.name)))?;
+                    Ok::<Arc<dyn Vcs>, StartError>(Arc::new(opened))
+                })
+                .await?
+                .clone();
             let slots = ractor::registry::where_is(SLOTS_NAME)
                 .ok_or_else(|| StartError("agent slots are not running".into()))?;
             let tasks = ractor::registry::where_is(tasks_name)
                 .ok_or_else(|| StartError("the tasks supervisor is not running".into()))?;
             let deps = TaskDeps {
                 settings,
-                repo: Arc::new(RepoDeps::new(repo.name.clone(), vcs, repo.test_cmd.clone())),
+                repo: Arc::new(RepoDeps::new(
+                    repo.name.clone(),
+                    vcs,
+                    repo.test_cmd.clone(),
+                    locks,
+                )),
                 runner: w.runner.clone(),
                 tests: w.tests.clone(),
                 slots: ActorRef::<SlotsMsg>::from(slots),

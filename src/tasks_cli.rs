@@ -71,6 +71,7 @@ pub async fn list(config: &Config, as_json: bool) -> ExitCode {
                 let reason = t["reason"]
                     .as_str()
                     .map(|r| format!(" ({r})"))
+                    .or_else(|| t["waiting"].as_str().map(|w| format!(" (waiting: {w})")))
                     .unwrap_or_default();
                 println!(
                     "#{:<4} {:<10} {:<8} {}{}",
@@ -105,6 +106,9 @@ pub async fn show(config: &Config, id: u64, as_json: bool) -> ExitCode {
             println!("  attempts    {}", t["impl_attempts"]);
             if let Some(reason) = t["reason"].as_str() {
                 println!("  reason      {reason}");
+            }
+            if let Some(waiting) = t["waiting"].as_str() {
+                println!("  waiting     {waiting}");
             }
             println!("  history:");
             for h in t["history"].as_array().cloned().unwrap_or_default() {

@@ -29,7 +29,10 @@ async fn image_build_then_status_says_current() {
     }
     let tag = "borg-agent:cli-test";
     let (ok, out) = borg(tag, &["image", "build"]);
-    assert!(ok && out.contains("Step ") && out.contains(&format!("built {tag}")), "{out}");
+    assert!(
+        ok && out.contains("Step ") && out.contains(&format!("built {tag}")),
+        "{out}"
+    );
     let (ok, out) = borg(tag, &["image", "status"]);
     assert!(ok && out.contains("up to date   yes"), "{out}");
 }
@@ -41,5 +44,8 @@ async fn status_of_a_missing_image_says_how_to_build_it() {
     }
     let (ok, out) = borg("borg-agent:never-built", &["image", "status"]);
     assert!(!ok, "{out}");
-    assert!(out.contains("not built yet; run `borg image build`"), "{out}");
+    assert!(
+        out.contains("not built yet; run `borg image build`"),
+        "{out}"
+    );
 }

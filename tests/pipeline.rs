@@ -297,3 +297,89 @@ async fn a_restart_mid_phase_redoes_only_that_phase() {
     assert_eq!(log.lines().count(), 3, "no duplicated commit: {log}");
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_the_agents_committed_themselves_counts() {
+    // As after a crash between borg's commit and its snapshot: the phase's work is already
+    // committed when borg looks, so there is nothing left for borg to commit.
+    let agent = ScriptedAgent::new(|phase, _, request| {
+        let mut act = match phase {
+            "spec" => {
+                let file = request
+                    .prompt
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Spec file: "))
+                    .unwrap()
+                    .to_owned();
+                write(&file, "spec")
+            }
+            "qa" => write(TEST, TEST_BODY),
+            _ => greet("hello"),
+        };
+        act.commit = phase != "spec";
+        act
+    });
+    let rig = PipelineRig::start(&["app"], agent).await;
+    rig.create(None, "Add a greeting").await.unwrap();
+    let task = rig.finished(1).await;
+    assert_eq!(task.status, Status::Done, "{task:?}");
+    assert_eq!(
+        task.impl_attempts, 1,
+        "the committed work was not taken for no work"
+    );
+    assert_eq!(task.qa_files, [TEST]);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_or_a_crashing_runner_waits_without_spending_attempts() {
+    use actors::agent::AgentError;
+    let impl_runs = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let runs = impl_runs.clone();
+    let agent = team(move |_| {
+        match runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            // The model API is overloaded (the CLI gave up retrying).
+            0 => Act {
+                error: Some(AgentError::Api {
+                    status: Some(529),
+                    kind: Some("overloaded_error".into()),
+                    message: "Overloaded".into(),
+                }),
+                ..Act::default()
+            },
+            // A bug panics inside the step.
+            1 => Act {
+                panic: true,
+                ..Act::default()
+            },
+            _ => greet("hello"),
+        }
+    });
+    let rig = PipelineRig::start(&["app"], agent).await;
+    rig.create(None, "Add a greeting").await.unwrap();
+    let task = rig.finished(1).await;
+    assert_eq!(task.status, Status::Done, "{task:?}");
+    assert_eq!(rig.agent.prompts("impl").len(), 3);
+    assert_eq!(
+        task.impl_attempts, 1,
+        "neither the outage nor the panic counted: {:?}",
+        task.history
+    );
+    assert_eq!(task.waiting, None, "the wait is over");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_tasks_are_still_shown_after_a_restart() {
+    let mut rig = PipelineRig::start(&["app"], team(|_| greet("hello"))).await;
+    rig.create(None, "Add a greeting").await.unwrap();
+    assert_eq!(rig.finished(1).await.status, Status::Done);
+    rig.restart().await;
+    // No actor runs for a finished task now; its snapshot answers.
+    let task = rig.task(1).await;
+    assert_eq!(task.status, Status::Done);
+    assert_eq!(task.history.len(), 5);
+    // And ids keep counting.
+    assert_eq!(rig.create(None, "Another").await.unwrap().id, 2);
+    rig.stop().await;
+}

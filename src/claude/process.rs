@@ -277,6 +277,29 @@ impl Drop for RunProcesses {
     }
 }
 
+/// The variable that marks every agent process of one daemon instance (one `DATA_DIR`), so a
+/// restarted daemon can find what its killed predecessor left running.
+pub const INSTANCE_VAR: &str = "BORG_INSTANCE";
+
+/// A stable id for the daemon instance of `data_dir`.
+pub fn instance_id(data_dir: &std::path::Path) -> String {
+    let hash = data_dir
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("{hash:016x}")
+}
+
+/// Kills every process carrying `INSTANCE_VAR=instance`: at startup, what a killed daemon of
+/// this instance left running (an agent would otherwise go on editing a worktree beside its
+/// successor). Returns how many it found.
+pub fn kill_instance_leftovers(instance: &str) -> usize {
+    sweep(&format!("{INSTANCE_VAR}={instance}"))
+}
+
 /// SIGKILLs marked processes until a pass finds none; returns how many it found.
 fn sweep(marker: &str) -> usize {
     let mut found = 0;
@@ -308,4 +331,32 @@ fn marked_processes(entry: &str) -> Vec<Pid> {
         })
         .map(Pid::from_raw)
         .collect()
+}
+
+#[cfg(test)]
+mod leftover_tests {
+    use super::*;
+
+    #[test]
+    fn leftovers_of_an_instance_are_killed_and_others_are_not() {
+        let spawn = |instance: &str| {
+            std::process::Command::new("sleep")
+                .arg("30")
+                .env(INSTANCE_VAR, instance)
+                .spawn()
+                .unwrap()
+        };
+        let mut mine = spawn("test-mine-4711");
+        let mut other = spawn("test-other-4711");
+        // The child's environment is visible once it has exec'd.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(kill_instance_leftovers("test-mine-4711"), 1);
+        assert!(mine.wait().unwrap().code().is_none(), "killed by a signal");
+        assert!(
+            other.try_wait().unwrap().is_none(),
+            "another instance's process lives"
+        );
+        other.kill().unwrap();
+        let _ = other.wait();
+    }
 }

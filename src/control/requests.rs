@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use super::{ControlArgs, report};
 
-const DESK_WAIT_MS: u64 = 10_000;
+/// Longer than the desk's own wait on a repository creating a task.
+const DESK_WAIT_MS: u64 = 70_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]

@@ -77,7 +77,7 @@ async fn demo(workdir: Option<PathBuf>, no_docker: bool) -> Result<(), String> {
 
     let data = root.join("data");
     let mut daemon = start_daemon(&root, &data, &repo, &claude, &model, &sandbox).await?;
-    let result = follow_task(&data).await;
+    let result = follow_task(&data, &mut daemon).await;
     stop(&mut daemon).await;
     let task = result?;
     println!(
@@ -135,20 +135,36 @@ fn find_claude() -> Result<PathBuf, String> {
 }
 
 /// Docker when an engine answers and the agent image exists; else processes.
+/// Docker when an engine answers and the agent image is there or can be built now (a few
+/// minutes the first time); else processes, saying why.
 async fn choose_sandbox(no_docker: bool) -> String {
     if no_docker {
         return "as plain processes (--no-docker)".into();
     }
     let image = std::env::var("AGENT_IMAGE").unwrap_or_else(|_| "borg-agent:latest".into());
-    match crate::docker::connect().await {
-        Ok(docker) => match docker.inspect_image(&image).await {
-            Ok(_) => format!("in hardened containers of {image}"),
-            Err(_) => format!(
-                "as plain processes: the agent image {image} is missing (build it with \
-                 `docker build -t {image} container/`)"
-            ),
-        },
-        Err(e) => format!("as plain processes: no Docker engine ({e})"),
+    let docker = match crate::docker::connect().await {
+        Ok(docker) => docker,
+        Err(e) => return format!("as plain processes: no Docker engine ({e})"),
+    };
+    if docker.inspect_image(&image).await.is_ok() {
+        return format!("in hardened containers of {image}");
+    }
+    println!("      the agent image {image} is missing: building it (minutes the first time)");
+    let built = async {
+        let context = crate::docker::BuildContext::embedded(&crate::docker::host_extra_ca_certs())?;
+        let mut progress = |line: &str| {
+            if line.starts_with("Step ") {
+                println!("      {line}");
+            }
+        };
+        crate::docker::build_agent_image(&docker, &context, &image, &mut progress).await
+    };
+    match built.await {
+        Ok(()) => format!("in hardened containers of {image}"),
+        Err(e) => format!(
+            "as plain processes: the agent image {image} did not build ({e}); see \
+             `borg image build`"
+        ),
     }
 }
 
@@ -198,13 +214,18 @@ async fn ask(data: &Path, request: Value) -> Option<Value> {
 }
 
 /// Creates the demo task and prints its phase changes until it ends.
-async fn follow_task(data: &Path) -> Result<Value, String> {
+async fn follow_task(data: &Path, daemon: &mut Child) -> Result<Value, String> {
     let started = Instant::now();
     let add = json!({"cmd": "task_add", "title": super::DEMO_TASK_TITLE,
         "description": super::DEMO_TASK_DESCRIPTION});
     let created = loop {
-        if let Some(answer) = ask(data, add.clone()).await {
-            break answer;
+        alive(daemon)?;
+        match crate::control::request(data, &add).await {
+            Some(answer) if answer["ok"] == json!(true) => break answer,
+            Some(answer) => {
+                return Err(format!("the daemon refused the task: {}", answer["error"]));
+            }
+            None => {}
         }
         if started.elapsed() > Duration::from_secs(30) {
             return Err("the daemon did not start within 30 s; see daemon.log".into());
@@ -216,6 +237,7 @@ async fn follow_task(data: &Path) -> Result<Value, String> {
     let mut shown = 0;
     while started.elapsed() < DEMO_LIMIT {
         tokio::time::sleep(Duration::from_millis(300)).await;
+        alive(daemon)?;
         let Some(answer) = ask(data, json!({"cmd": "task", "id": id})).await else {
             continue;
         };
@@ -241,6 +263,14 @@ async fn follow_task(data: &Path) -> Result<Value, String> {
         "the task did not finish within {} s",
         DEMO_LIMIT.as_secs()
     ))
+}
+
+/// An error when the daemon has exited.
+fn alive(daemon: &mut Child) -> Result<(), String> {
+    match daemon.try_wait() {
+        Ok(Some(status)) => Err(format!("the daemon exited ({status}); see daemon.log")),
+        _ => Ok(()),
+    }
 }
 
 /// SIGTERM, then wait for the orderly shutdown.

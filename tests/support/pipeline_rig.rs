@@ -36,6 +36,12 @@ pub struct Act {
     pub say: String,
     /// Sleep this long first (to observe concurrency).
     pub work: Duration,
+    /// Commit the files itself (`git commit` in the worktree), as an agent with Bash may.
+    pub commit: bool,
+    /// End the run with this error instead of success.
+    pub error: Option<actors::agent::AgentError>,
+    /// Panic instead of answering (a bug in a runner).
+    pub panic: bool,
 }
 
 type Script = dyn Fn(&str, u32, &AgentRequest) -> Act + Send + Sync;
@@ -93,10 +99,18 @@ impl AgentRunner for ScriptedAgent {
             self.requests.lock().unwrap().push(request.clone());
             let act = (self.script)(&phase, attempt, &request);
             tokio::time::sleep(act.work).await;
+            assert!(!act.panic, "the scripted agent panics, as asked");
             for (path, content) in &act.files {
                 let path = request.workdir.join(path);
                 std::fs::create_dir_all(path.parent().unwrap()).unwrap();
                 std::fs::write(path, content).unwrap();
+            }
+            if act.commit {
+                git(&request.workdir, &["add", "-A"]);
+                git(
+                    &request.workdir,
+                    &["commit", "-q", "-m", "agent's own commit"],
+                );
             }
             self.spans.lock().unwrap().push((
                 request.owner.clone(),
@@ -109,7 +123,7 @@ impl AgentRunner for ScriptedAgent {
                 text: act.say,
                 cost_usd: Some(0.01),
                 num_turns: Some(1),
-                error: None,
+                error: act.error,
             }
         })
     }

@@ -8,11 +8,11 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 use supervisors::ActorStats;
-use supervisors::snapshot::{Persister, Snapshot, SnapshotStore};
+use supervisors::snapshot::{Persister, Snapshot, SnapshotStore, decode};
 
 use crate::pipeline::repo::{RepoMsg, TaskSummary, repo_actor_name};
-use crate::pipeline::task::TaskMsg;
 use crate::pipeline::task::state::{NewTask, TaskSnapshot};
+use crate::pipeline::task::{TaskMsg, store_key as task_store_key};
 
 /// The desk's registered name.
 pub const DESK_NAME: &str = "borg:pipeline";
@@ -56,6 +56,7 @@ pub struct Desk;
 
 pub struct DeskState {
     repos: Vec<String>,
+    store: Arc<dyn SnapshotStore>,
     persister: Persister<DeskSnapshot>,
     snap: DeskSnapshot,
 }
@@ -74,6 +75,7 @@ impl Actor for Desk {
             Persister::restore(args.store.clone(), STORE_KEY, args.stats).await?;
         Ok(DeskState {
             repos: args.repos,
+            store: args.store,
             persister,
             snap: restored.unwrap_or(DeskSnapshot { next_id: 1 }),
         })
@@ -116,7 +118,8 @@ impl Actor for Desk {
             DeskMsg::Get(id, reply) => {
                 let task = match find_task(state, id).await {
                     Some(task) => ractor::call_t!(task, TaskMsg::Get, ASK_TIMEOUT_MS).ok(),
-                    None => None,
+                    // Finished tasks have no actor after a restart; their snapshot remains.
+                    None => state.stored_task(id).await,
                 };
                 let _ = reply.send(task);
             }
@@ -137,6 +140,7 @@ impl Actor for Desk {
 }
 
 const ASK_TIMEOUT_MS: u64 = ASK_TIMEOUT.as_millis() as u64;
+const CREATE_TIMEOUT_MS: u64 = 60_000;
 
 async fn find_task(state: &DeskState, id: u64) -> Option<ActorRef<TaskMsg>> {
     for repo in state.repo_refs() {
@@ -148,6 +152,17 @@ async fn find_task(state: &DeskState, id: u64) -> Option<ActorRef<TaskMsg>> {
 }
 
 impl DeskState {
+    async fn stored_task(&self, id: u64) -> Option<TaskSnapshot> {
+        let stored = self.store.load(&task_store_key(id)).await.ok()??;
+        match decode(&stored.bytes) {
+            Ok(task) => Some(task),
+            Err(e) => {
+                tracing::error!(task = id, "task snapshot does not decode: {e}");
+                None
+            }
+        }
+    }
+
     fn repo_refs(&self) -> Vec<ActorRef<RepoMsg>> {
         self.repos
             .iter()
@@ -189,10 +204,12 @@ impl DeskState {
             .save(&self.snap)
             .await
             .map_err(|e| format!("could not record the task: {e}"))?;
+        // Longer than the repository takes to record the task and start its actor, so a
+        // slow start is not reported as a failure (and retried into a duplicate).
         ractor::call_t!(
             repo,
             |reply| RepoMsg::Create { id, new, reply },
-            ASK_TIMEOUT_MS
+            CREATE_TIMEOUT_MS
         )
         .map_err(|e| format!("the repository did not answer: {e}"))?
     }

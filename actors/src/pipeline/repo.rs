@@ -27,6 +27,8 @@ pub struct TaskSummary {
     pub impl_attempts: u32,
     pub branch: Option<String>,
     pub reason: Option<String>,
+    /// Why its step is waiting (sandbox or git trouble), while it waits.
+    pub waiting: Option<String>,
 }
 
 impl TaskSummary {
@@ -40,6 +42,7 @@ impl TaskSummary {
             impl_attempts: snap.impl_attempts,
             branch: snap.branch.clone(),
             reason: snap.reason.clone(),
+            waiting: snap.waiting.clone(),
         }
     }
 }

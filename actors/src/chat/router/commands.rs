@@ -175,7 +175,10 @@ impl RouterState {
                 task.id, task.repo, task.title
             ),
             Ok(Err(why)) => format!("The task was not created: {why}."),
-            Err(e) => format!("The pipeline did not answer: {e}."),
+            Err(e) => format!(
+                "The pipeline did not answer in time ({e}); the task may still have been \
+                 created, so check /tasks before asking again."
+            ),
         }
     }
 

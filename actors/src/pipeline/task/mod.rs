@@ -54,15 +54,30 @@ pub struct RepoDeps {
     pub vcs: Arc<dyn Vcs>,
     pub test_cmd: String,
     /// One permit per working phase: tasks of this repository take turns within a phase.
-    pub locks: HashMap<Status, Arc<Semaphore>>,
+    pub locks: PhaseLocks,
 }
 
+/// One permit per working phase of one repository.
+pub type PhaseLocks = Arc<HashMap<Status, Arc<Semaphore>>>;
+
 impl RepoDeps {
-    pub fn new(name: impl Into<String>, vcs: Arc<dyn Vcs>, test_cmd: impl Into<String>) -> Self {
-        let locks = [Status::Spec, Status::Qa, Status::Impl, Status::Test]
-            .into_iter()
-            .map(|s| (s, Arc::new(Semaphore::new(1))))
-            .collect();
+    /// Fresh phase turns. Make them once per repository and keep them across restarts of its
+    /// actors: running tasks hold them, and new ones must take turns with those.
+    pub fn phase_locks() -> PhaseLocks {
+        Arc::new(
+            [Status::Spec, Status::Qa, Status::Impl, Status::Test]
+                .into_iter()
+                .map(|s| (s, Arc::new(Semaphore::new(1))))
+                .collect(),
+        )
+    }
+
+    pub fn new(
+        name: impl Into<String>,
+        vcs: Arc<dyn Vcs>,
+        test_cmd: impl Into<String>,
+        locks: PhaseLocks,
+    ) -> Self {
         Self {
             name: name.into(),
             vcs,
@@ -116,6 +131,8 @@ pub struct TaskState {
     /// Invalidates steps and timers of earlier states.
     generation: u64,
     step: Option<AbortOnDrop>,
+    /// Stalls in a row, for the backoff.
+    stalls: u32,
 }
 
 impl Actor for Task {
@@ -138,6 +155,7 @@ impl Actor for Task {
             snap,
             generation: 0,
             step: None,
+            stalls: 0,
         };
         if fresh {
             state.persister.save(&state.snap).await?;
@@ -222,7 +240,15 @@ impl TaskState {
             self.generation,
         );
         self.step = Some(AbortOnDrop::spawn(async move {
-            let result = step::run(deps, snap).await;
+            // In a task of its own, so a panic in a step becomes a stall rather than a task
+            // that waits for a result that never comes. Aborting the outer task aborts it.
+            let inner = AbortOnDrop::spawn_with(step::run(deps, snap));
+            let result = match inner.join().await {
+                Ok(result) => result,
+                Err(e) => StepResult::Stalled {
+                    reason: format!("the step failed unexpectedly: {e}"),
+                },
+            };
             let _ = me.cast(TaskMsg::StepDone(generation, Box::new(result)));
         }));
     }
@@ -235,14 +261,23 @@ impl TaskState {
         let (mut snap, event, note) = match result {
             StepResult::Advance { snap, event, note } => (*snap, event, note),
             StepResult::Stalled { reason } => {
+                // Backs off (capped at 5 minutes) and says why, in lists and `task show`.
+                let wait = (self.deps.settings.stall_retry * 2u32.pow(self.stalls.min(8)))
+                    .min(Duration::from_secs(300));
+                self.stalls += 1;
                 tracing::warn!(task = self.snap.id, status = %self.snap.status,
-                    "stalled, trying again later: {reason}");
+                    "stalled, trying again in {wait:?}: {reason}");
+                if self.snap.waiting.as_deref() != Some(reason.as_str()) {
+                    self.snap.waiting = Some(reason);
+                    self.persister.save(&self.snap).await?;
+                    self.report();
+                }
                 let generation = self.generation;
-                let wait = self.deps.settings.stall_retry;
                 myself.send_after(wait, move || TaskMsg::Advance(generation));
                 return Ok(());
             }
         };
+        self.stalls = 0;
         let from = snap.status;
         let to = transition(from, &event, &snap.counters())?;
         if matches!(to, Status::Failed | Status::Blocked) {

@@ -52,6 +52,12 @@ pub struct TaskSnapshot {
     pub base: Option<String>,
     /// The session the next agent run resumes.
     pub session_id: Option<String>,
+    /// The branch head when the current phase began (set with every transition), so a
+    /// phase re-run after a crash sees the work it had already committed as its own.
+    pub phase_base: Option<String>,
+    /// Why the current step cannot run right now (sandbox or git trouble); cleared by the
+    /// next transition. Shown in lists, never counted as an attempt.
+    pub waiting: Option<String>,
     pub phase_attempts: u32,
     pub impl_attempts: u32,
     /// Failure signatures of implementation attempts, oldest first (bounded).
@@ -84,6 +90,8 @@ impl TaskSnapshot {
             branch: None,
             base: None,
             session_id: None,
+            phase_base: None,
+            waiting: None,
             phase_attempts: 0,
             impl_attempts: 0,
             signatures: Vec::new(),
@@ -120,6 +128,7 @@ impl TaskSnapshot {
             self.history.remove(0);
         }
         self.status = to;
+        self.waiting = None;
         self.updated_ms = now_ms;
     }
 

@@ -54,9 +54,10 @@ async fn git<T: Send + 'static>(
         .unwrap_or_else(|e| Err(VcsError(format!("git operation panicked: {e}"))))
 }
 
-/// Runs the step of `snap.status`.
+/// Runs the step of `snap.status`. The result carries the branch head as the next phase's
+/// base ([`TaskSnapshot::phase_base`]).
 pub async fn run(deps: Arc<TaskDeps>, snap: TaskSnapshot) -> StepResult {
-    match snap.status {
+    let result = match snap.status {
         Status::Backlog => prepare(&deps, snap).await,
         Status::Spec | Status::Qa | Status::Impl => agent_phase(&deps, snap).await,
         Status::Test => test_phase(&deps, snap).await,
@@ -64,6 +65,25 @@ pub async fn run(deps: Arc<TaskDeps>, snap: TaskSnapshot) -> StepResult {
         Status::Retry | Status::Done | Status::Failed | Status::Blocked => {
             stalled(format!("no step for status {}", snap.status))
         }
+    };
+    match result {
+        StepResult::Advance {
+            mut snap,
+            event,
+            note,
+        } => {
+            let Some(wt) = snap.worktree.clone() else {
+                return stalled("the task has no worktree yet");
+            };
+            match git(&deps.repo.vcs, move |v| v.head(&wt)).await {
+                Ok(head) => {
+                    snap.phase_base = Some(head);
+                    StepResult::Advance { snap, event, note }
+                }
+                Err(e) => stalled(format!("could not read the branch head: {e}")),
+            }
+        }
+        stall => stall,
     }
 }
 
@@ -131,6 +151,13 @@ async fn agent_phase(deps: &TaskDeps, mut snap: TaskSnapshot) -> StepResult {
         Some(AgentError::Spawn(why)) => {
             return stalled(format!("the agent could not start: {why}"));
         }
+        // The model API is down or overloaded (the CLI already retried): wait it out
+        // rather than spend the task's attempts on an outage.
+        Some(AgentError::Api {
+            status, message, ..
+        }) if status.is_none_or(|s| s == 429 || s >= 500) => {
+            return stalled(format!("the model API is unavailable: {message}"));
+        }
         Some(error) => {
             let what = format!("the {} agent failed: {error}", spec.status);
             let sig = signature(&what);
@@ -161,7 +188,7 @@ fn agent_request(
         owner: format!("task-{}", snap.id),
         prompt: super::prompt::render(spec.prompt, snap, &deps.repo.test_cmd),
         model: s.model.clone(),
-        resume: snap.session_id.clone(),
+        resume: snap.session_id.clone().filter(|_| spec.resume_session),
         home: s
             .sessions_dir
             .join(format!("task-{}", snap.id))
@@ -205,10 +232,14 @@ async fn run_tests(deps: &TaskDeps, snap: &TaskSnapshot, wt: &Path) -> Result<Te
 }
 
 async fn check_red_tests(deps: &TaskDeps, mut snap: TaskSnapshot, wt: &Path) -> StepResult {
-    let path = wt.to_path_buf();
+    // Since the phase began, so tests this phase committed before a crash still count.
+    let (path, base) = (wt.to_path_buf(), snap.phase_base.clone());
     let changed = match git(&deps.repo.vcs, move |v| {
-        let head = v.head(&path)?;
-        v.changed_files(&path, &head)
+        let base = match base {
+            Some(base) => base,
+            None => v.head(&path)?,
+        };
+        v.changed_files(&path, &base)
     })
     .await
     {
@@ -282,6 +313,7 @@ async fn check_commit(deps: &TaskDeps, mut snap: TaskSnapshot, wt: &Path) -> Ste
         snap.qa_commit.clone(),
     );
     let message = format!("impl: {} (attempt {})", snap.task.title, snap.impl_attempts);
+    let base = snap.phase_base.clone();
     let result = git(&deps.repo.vcs, move |v| {
         // The QA tests are frozen: edits to them are undone before anything is committed.
         let touched = match (&frozen_hash, &qa_commit) {
@@ -291,7 +323,12 @@ async fn check_commit(deps: &TaskDeps, mut snap: TaskSnapshot, wt: &Path) -> Ste
             }
             _ => false,
         };
-        Ok((touched, v.commit_all(&path, &message)?))
+        v.commit_all(&path, &message)?;
+        // New work is a head past the phase's base: a commit made now, or one made before a
+        // crash (or by the agent itself) that this re-run must not mistake for no work.
+        let head = v.head(&path)?;
+        let moved = base.as_deref().is_none_or(|b| b != head);
+        Ok((touched, moved.then_some(head)))
     })
     .await;
     let (restored, commit) = match result {
