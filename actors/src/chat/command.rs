@@ -96,7 +96,7 @@ pub fn help(assistant: &str) -> String {
          /unregister – stop working in this chat (admins)\n\
          /status – what I am doing\n\
          /groups – the chats I work in\n\
-         /task <title> – a pipeline task; details on the next lines (admins)\n\
+         /task [repo:NAME] <title> – a pipeline task; details on the next lines (admins)\n\
          /tasks – recent pipeline tasks\n\
          /pipeline – the pipeline's settings\n\
          /version, /chatid, /ping, /help"

@@ -157,10 +157,11 @@ impl RouterState {
         let Some(desk) = desk() else {
             return NO_PIPELINE.to_owned();
         };
+        let (repo, title) = split_repo(&title);
         let created = ractor::call_t!(
             desk,
             |reply| DeskMsg::Create {
-                repo: None,
+                repo,
                 title,
                 description,
                 origin: Some(msg.chat.0.clone()),
@@ -233,6 +234,32 @@ impl RouterState {
             out.push_str(&format!("\n{repo}: {}", counts.join(", ")));
         }
         out
+    }
+}
+
+/// `/task repo:NAME title` picks a repository; without the prefix, the primary one.
+fn split_repo(title: &str) -> (Option<String>, String) {
+    match title
+        .strip_prefix("repo:")
+        .and_then(|rest| rest.split_once(' '))
+    {
+        Some((repo, rest)) if !repo.is_empty() => (Some(repo.to_owned()), rest.trim().to_owned()),
+        _ => (None, title.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_repo;
+
+    #[test]
+    fn a_repo_prefix_picks_the_repository() {
+        assert_eq!(
+            split_repo("repo:web Fix the login"),
+            (Some("web".into()), "Fix the login".into())
+        );
+        assert_eq!(split_repo("Fix repo:web"), (None, "Fix repo:web".into()));
+        assert_eq!(split_repo("repo: x"), (None, "repo: x".into()));
     }
 }
 
