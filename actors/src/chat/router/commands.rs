@@ -248,21 +248,6 @@ fn split_repo(title: &str) -> (Option<String>, String) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::split_repo;
-
-    #[test]
-    fn a_repo_prefix_picks_the_repository() {
-        assert_eq!(
-            split_repo("repo:web Fix the login"),
-            (Some("web".into()), "Fix the login".into())
-        );
-        assert_eq!(split_repo("Fix repo:web"), (None, "Fix repo:web".into()));
-        assert_eq!(split_repo("repo: x"), (None, "repo: x".into()));
-    }
-}
-
 const NO_PIPELINE: &str =
     "The pipeline is not running (set PIPELINE_REPO to a git repository to start it).";
 const DESK_WAIT_MS: u64 = 5_000;
@@ -278,5 +263,20 @@ fn icon(status: Status) -> char {
         Status::Failed => 'x',
         Status::Blocked => '!',
         _ => '~',
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_repo;
+
+    #[test]
+    fn a_repo_prefix_picks_the_repository() {
+        assert_eq!(
+            split_repo("repo:web Fix the login"),
+            (Some("web".into()), "Fix the login".into())
+        );
+        assert_eq!(split_repo("Fix repo:web"), (None, "Fix repo:web".into()));
+        assert_eq!(split_repo("repo: x"), (None, "repo: x".into()));
     }
 }
