@@ -302,20 +302,21 @@ pub fn kill_instance_leftovers(instance: &str) -> usize {
 
 /// SIGKILLs marked processes until a pass finds none; returns how many it found.
 fn sweep(marker: &str) -> usize {
-    let mut found = 0;
+    // Distinct pids: a killed process can still show up in the next pass until it is dead.
+    let mut found = std::collections::HashSet::new();
     for _ in 0..10 {
         let marked = marked_processes(marker);
         if marked.is_empty() {
-            return found;
+            return found.len();
         }
-        found += marked.len();
+        found.extend(marked.iter().map(|p| p.as_raw()));
         for pid in marked {
             tracing::info!(pid = pid.as_raw(), "killing a process a run left behind");
             let _ = kill(pid, Signal::SIGKILL);
         }
     }
     tracing::error!(%marker, "processes of a run keep appearing");
-    found
+    found.len()
 }
 
 /// Live processes whose initial environment holds `entry` (zombies show an empty one).
@@ -348,9 +349,17 @@ mod leftover_tests {
         };
         let mut mine = spawn("test-mine-4711");
         let mut other = spawn("test-other-4711");
-        // The child's environment is visible once it has exec'd.
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        assert_eq!(kill_instance_leftovers("test-mine-4711"), 1);
+        // The child's environment is visible once it has exec'd, which a loaded machine may
+        // take a while to get to.
+        let mut killed = 0;
+        for _ in 0..200 {
+            killed = kill_instance_leftovers("test-mine-4711");
+            if killed > 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        assert_eq!(killed, 1);
         assert!(mine.wait().unwrap().code().is_none(), "killed by a signal");
         assert!(
             other.try_wait().unwrap().is_none(),
