@@ -1,7 +1,7 @@
 //! A pipeline in the test process: the real pipeline subtree (desk, repositories, tasks),
 //! real git repositories, a real redb store and the real process test runner. The agent is
 //! [`ScriptedAgent`], a stand-in for the model and the CLI (their real pairing is tested in
-//! tests/docker.rs and tests/pipeline_e2e.rs): per phase it writes files the way an agent
+//! tests/docker_agent.rs and tests/pipeline_e2e.rs): per phase it writes files the way an agent
 //! would, and it records every request so tests can check prompts and sessions.
 
 #![allow(dead_code)]
