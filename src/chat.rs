@@ -37,11 +37,9 @@ use crate::telegram::{PollerArgs, TelegramConfig, TelegramPoller, TelegramTransp
 use crate::whatsapp::{
     BridgeArgs, WhatsAppBridge, WhatsAppConfig, WhatsAppLink, WhatsAppTransport,
 };
+pub use crate::wiring::{ROUTER_NAME, SLOTS_NAME};
 
-/// Registered names of the actors other actors look up.
-pub const SLOTS_NAME: &str = "borg:agent-slots";
 const GROUPS_NAME: &str = "borg:chat:groups";
-pub const ROUTER_NAME: &str = "borg:chat:router";
 
 /// What the chat subtree is built from.
 #[derive(Clone)]
@@ -109,7 +107,7 @@ pub fn chat_spec(w: ChatWiring) -> SupervisorSpec {
         transports.insert(Platform::WhatsApp, Arc::new(transport));
     }
     let mut children = vec![
-        crate::tree::dynamic_supervisor("groups", GROUPS_NAME.into()),
+        crate::wiring::dynamic_supervisor("groups", GROUPS_NAME.into()),
         router_spec(w.clone(), transports.clone()),
     ];
     if let Some(telegram) = telegram.filter(|_| transports.contains_key(&Platform::Telegram)) {

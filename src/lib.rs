@@ -23,3 +23,4 @@ pub mod tasks_cli;
 pub mod telegram;
 pub mod tree;
 pub mod whatsapp;
+pub mod wiring;

@@ -35,12 +35,12 @@ use supervisors::{
     SupervisorSpec,
 };
 
-use crate::chat::{ROUTER_NAME, SLOTS_NAME};
 use crate::claude::ClaudeConfig;
 use crate::config::{Config, SandboxKind};
 use crate::docker::DockerConfig;
 use crate::git::GitRepo;
 use crate::sandbox::{Runners, Sandbox};
+use crate::wiring::{ROUTER_NAME, SLOTS_NAME};
 
 /// One repository the pipeline works on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -266,7 +266,7 @@ fn repo_spec(
 ) -> SupervisorSpec {
     let tasks_name = tasks_supervisor_name(&repo.name);
     let tasks_lookup = tasks_name.clone();
-    let tasks = crate::tree::dynamic_supervisor("tasks", tasks_name.clone());
+    let tasks = crate::wiring::dynamic_supervisor("tasks", tasks_name.clone());
     // Made once per repository and kept across restarts of its `repo` actor: tasks that are
     // still running hold these, and tasks started by the new actor must share them.
     let locks = RepoDeps::phase_locks();
@@ -310,6 +310,8 @@ fn repo_spec(
                 slots: ActorRef::<SlotsMsg>::from(slots),
                 store: w.store.clone(),
                 announcer: Some(Arc::new(RouterAnnouncer)),
+                // Set per task by the repository actor.
+                report: None,
             };
             let args = RepoArgs {
                 deps,

@@ -16,17 +16,16 @@ use std::time::{Duration, Instant};
 
 use actors::slots::AgentSlots;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use supervisors::supervisor::SupervisorArgs;
 use supervisors::{
-    Backoff, ChildSpec, Intensity, Introspection, Shutdown, StartCtx, Strategy, Supervisor,
-    SupervisorSpec,
+    Backoff, ChildSpec, Intensity, Introspection, Shutdown, StartCtx, Strategy, SupervisorSpec,
 };
 
-use crate::chat::{ChatWiring, SLOTS_NAME, chat_spec};
+use crate::chat::{ChatWiring, chat_spec};
 use crate::config::Config;
 use crate::control::{ControlArgs, ControlSocket};
 use crate::pipeline::{PipelineWiring, pipeline_spec};
 use crate::store::Store;
+use crate::wiring::SLOTS_NAME;
 
 /// What the tree is built from.
 pub struct TreeArgs {
@@ -90,33 +89,6 @@ pub fn root_spec(args: TreeArgs) -> SupervisorSpec {
                 .backoff(Backoff::default()),
         ],
     }
-}
-
-/// A supervisor of dynamic children (chat groups, tasks) registered as `name`, so its
-/// siblings find it again after a restart. Its children fail alone and each has its own
-/// breaker, so its restart limit is generous.
-pub fn dynamic_supervisor(id: &str, name: String) -> ChildSpec {
-    ChildSpec::new(id, move |ctx: StartCtx| {
-        let name = name.clone();
-        async move {
-            let args = SupervisorArgs {
-                spec: SupervisorSpec {
-                    intensity: Intensity {
-                        max_restarts: 50,
-                        period: Duration::from_secs(10),
-                    },
-                    ..SupervisorSpec::default()
-                },
-                path: ctx.path.clone(),
-                introspection: ctx.introspection.clone(),
-            };
-            ctx.spawn_named(Some(name), Supervisor, args)
-                .await
-                .map(Some)
-        }
-    })
-    .kind("supervisor")
-    .shutdown(Shutdown::Infinity)
 }
 
 /// Keeps the store open for as long as the tree runs. As the first child it is stopped last,

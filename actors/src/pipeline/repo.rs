@@ -12,40 +12,9 @@ use serde::{Deserialize, Serialize};
 use supervisors::snapshot::{Persister, Snapshot};
 use supervisors::{ActorStats, BreakerPolicy, ChildSpec, StartCtx, SupervisorError, SupervisorRef};
 
-use crate::pipeline::phase::Status;
+pub use crate::pipeline::task::state::TaskSummary;
 use crate::pipeline::task::state::{NewTask, TaskSnapshot};
-use crate::pipeline::task::{Task, TaskArgs, TaskDeps, TaskMsg};
-
-/// What lists of tasks show.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskSummary {
-    pub id: u64,
-    pub repo: String,
-    pub title: String,
-    pub status: Status,
-    pub updated_ms: u64,
-    pub impl_attempts: u32,
-    pub branch: Option<String>,
-    pub reason: Option<String>,
-    /// Why its step is waiting (sandbox or git trouble), while it waits.
-    pub waiting: Option<String>,
-}
-
-impl TaskSummary {
-    pub fn of(snap: &TaskSnapshot) -> Self {
-        Self {
-            id: snap.id,
-            repo: snap.task.repo.clone(),
-            title: snap.task.title.clone(),
-            status: snap.status,
-            updated_ms: snap.updated_ms,
-            impl_attempts: snap.impl_attempts,
-            branch: snap.branch.clone(),
-            reason: snap.reason.clone(),
-            waiting: snap.waiting.clone(),
-        }
-    }
-}
+use crate::pipeline::task::{Reporter, Task, TaskArgs, TaskDeps, TaskMsg};
 
 /// One task in the repository's list: how to start it again, and where it was last seen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,6 +154,18 @@ impl Actor for Repo {
     }
 }
 
+/// How a task tells its repository where it is: through the repository actor's registered
+/// name, so a task keeps reporting to the repository's actor after that actor restarts.
+fn reporter(repo: &str) -> Reporter {
+    let name = repo_actor_name(repo);
+    Arc::new(move |summary: TaskSummary| {
+        if let Some(repo) = ractor::registry::where_is(name.clone()) {
+            let repo: ActorRef<RepoMsg> = repo.into();
+            let _ = repo.cast(RepoMsg::TaskChanged(summary));
+        }
+    })
+}
+
 /// The child id of a task under its repository's `tasks` supervisor.
 pub fn task_child_id(id: u64) -> String {
     format!("task:{id}")
@@ -217,7 +198,8 @@ impl RepoState {
     }
 
     async fn start_task(&self, id: u64, new: NewTask) {
-        let deps = self.deps.clone();
+        let mut deps = self.deps.clone();
+        deps.report = Some(reporter(&self.deps.repo.name));
         let spec = ChildSpec::new(task_child_id(id), move |ctx: StartCtx| {
             let args = TaskArgs {
                 id,

@@ -11,7 +11,7 @@ use crate::chat::group::{GroupMsg, store_key};
 use crate::chat::port::IncomingMessage;
 use crate::pipeline::desk::{DESK_NAME, DeskMsg};
 use crate::pipeline::phase::Status;
-use crate::pipeline::repo::TaskSummary;
+use crate::pipeline::task::state::TaskSummary;
 
 /// How long `/groups` waits for each group's status before showing it as busy.
 const STATUS_WAIT: Duration = Duration::from_millis(500);

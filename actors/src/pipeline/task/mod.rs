@@ -25,9 +25,8 @@ use crate::abort::AbortOnDrop;
 use crate::agent::AgentRunner;
 use crate::pipeline::phase::{Event, Status, transition};
 use crate::pipeline::ports::{Announcer, TestRunner, Vcs};
-use crate::pipeline::repo::{RepoMsg, TaskSummary, repo_actor_name};
 use crate::slots::SlotsMsg;
-use state::{NewTask, TaskSnapshot};
+use state::{NewTask, TaskSnapshot, TaskSummary};
 use step::StepResult;
 
 /// Settings every task shares.
@@ -97,7 +96,12 @@ pub struct TaskDeps {
     pub slots: ActorRef<SlotsMsg>,
     pub store: Arc<dyn SnapshotStore>,
     pub announcer: Option<Arc<dyn Announcer>>,
+    /// Told every change (the repository actor sets it when it starts the task).
+    pub report: Option<Reporter>,
 }
+
+/// Receives a task's summary after every change.
+pub type Reporter = Arc<dyn Fn(TaskSummary) + Send + Sync>;
 
 pub struct TaskArgs {
     pub id: u64,
@@ -317,9 +321,8 @@ impl TaskState {
 
     /// Tells the repository actor (its task list) where this task is.
     fn report(&self) {
-        if let Some(repo) = ractor::registry::where_is(repo_actor_name(&self.deps.repo.name)) {
-            let repo: ActorRef<RepoMsg> = repo.into();
-            let _ = repo.cast(RepoMsg::TaskChanged(TaskSummary::of(&self.snap)));
+        if let Some(report) = &self.deps.report {
+            report(TaskSummary::of(&self.snap));
         }
     }
 

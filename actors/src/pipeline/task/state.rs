@@ -17,6 +17,37 @@ pub const HISTORY_LIMIT: usize = 64;
 /// How much failing test output is kept for the next worker's prompt.
 pub const FAILURE_TAIL_BYTES: usize = 4000;
 
+/// What lists of tasks show.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSummary {
+    pub id: u64,
+    pub repo: String,
+    pub title: String,
+    pub status: Status,
+    pub updated_ms: u64,
+    pub impl_attempts: u32,
+    pub branch: Option<String>,
+    pub reason: Option<String>,
+    /// Why its step is waiting (sandbox or git trouble), while it waits.
+    pub waiting: Option<String>,
+}
+
+impl TaskSummary {
+    pub fn of(snap: &TaskSnapshot) -> Self {
+        Self {
+            id: snap.id,
+            repo: snap.task.repo.clone(),
+            title: snap.task.title.clone(),
+            status: snap.status,
+            updated_ms: snap.updated_ms,
+            impl_attempts: snap.impl_attempts,
+            branch: snap.branch.clone(),
+            reason: snap.reason.clone(),
+            waiting: snap.waiting.clone(),
+        }
+    }
+}
+
 /// What creates a task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewTask {
