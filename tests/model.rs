@@ -164,7 +164,7 @@ async fn rules_match_all_their_strings_and_play_tool_calls_in_order() {
     assert_eq!(post(&api, &hidden).await, Turn::Text("DONE: ".into()));
 
     let rules: Vec<_> = api.requests().into_iter().map(|r| r.rule).collect();
-    let named = |n: &str| Some(format!("{n:?}"));
+    let named = |n: &str| Some(n.to_owned());
     assert_eq!(
         rules,
         [named("qa"), named("qa"), named("qa"), named("any qa"), None]
@@ -316,7 +316,7 @@ async fn real_cli_writes_a_file_through_a_cwd_rule() {
         .filter(|r| r.path.starts_with("/v1/messages?"))
         .map(|r| r.rule)
         .collect();
-    assert_eq!(rules, [Some("\"write\"".into()), Some("\"write\"".into())]);
+    assert_eq!(rules, [Some("write".into()), Some("write".into())]);
 }
 
 fn test_command(repo: &Path) -> (bool, String) {

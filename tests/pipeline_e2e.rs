@@ -223,3 +223,99 @@ async fn a_task_from_chat_goes_through_every_phase_in_real_containers() {
     assert!(docker::containers_of(&engine, "task-1").await.is_empty());
     drop(daemon);
 }
+
+#[path = "support/claude.rs"]
+mod claude;
+
+/// `borg tasks --json` of the daemon in `dir`, once it answers.
+fn tasks(dir: &Path) -> Option<Value> {
+    let out = borg(dir).args(["tasks", "--json"]).output().ok()?;
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+fn start_plain(dir: &Path, repo: &Path, claude: &Path, model: &ScriptedModel) -> Daemon {
+    let child = borg(dir)
+        .arg("run")
+        .env("RUST_LOG", "info")
+        .env("PIPELINE_REPO", repo)
+        .env("PIPELINE_TEST_CMD", SAMPLE_TEST_COMMAND)
+        .env("AGENT_SANDBOX", "process")
+        .env("CLAUDE_BIN", claude)
+        .env("ANTHROPIC_BASE_URL", model.base_url())
+        .env("ANTHROPIC_API_KEY", "sk-test")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("borg starts");
+    Daemon(child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_task_then_restart_finishes_it_without_redoing_finished_phases() {
+    let Some(claude) = claude::locate_claude() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let repo = create_sample_repo(&dir.path().join("repos")).unwrap();
+    let model = ScriptedModel::start(demo_script()).await.unwrap();
+    let mut daemon = start_plain(dir.path(), &repo, &claude, &model);
+    // Created through the CLI, like a user would.
+    let mut created = false;
+    for _ in 0..200 {
+        let out = borg(dir.path())
+            .args(["task", "add", DEMO_TASK_TITLE, "--description", "greet.sh"])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            created = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(created, "borg task add never succeeded");
+    // Killed as soon as the spec phase has finished, while the next phase works.
+    let mut status = String::new();
+    for _ in 0..600 {
+        if let Some(t) = tasks(dir.path()) {
+            status = t[0]["status"].as_str().unwrap_or("").to_owned();
+            if status != "backlog" && status != "spec" {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    daemon.0.kill().unwrap(); // SIGKILL
+    let _ = daemon.0.wait();
+    eprintln!("killed with the task in {status}");
+    let _daemon = start_plain(dir.path(), &repo, &claude, &model);
+    let mut last = Value::Null;
+    for _ in 0..600 {
+        if let Some(t) = tasks(dir.path()) {
+            last = t[0].clone();
+            if last["status"] == "done" {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last["status"], "done", "{last}");
+    // One commit per phase: nothing finished before the kill was done again.
+    let log = git(&repo, &["log", "--format=%s", "main..borg/task-1"]);
+    assert_eq!(log.lines().count(), 3, "{log}");
+    // Requests answered by the spec rule: the CLI asks twice per Write (the tool call, then
+    // the final answer). Had the finished spec phase run again after the restart, there
+    // would be more.
+    let spec_requests = model
+        .requests()
+        .iter()
+        .filter(|r| r.rule.as_deref() == Some("demo spec"))
+        .count();
+    let rules: Vec<_> = model.requests().into_iter().map(|r| r.rule).collect();
+    assert_eq!(
+        spec_requests, 2,
+        "the finished spec phase ran again: {rules:?}"
+    );
+}

@@ -20,7 +20,13 @@ pub(crate) fn next_turn(script: &Script, body: &Value) -> (Reply, Option<String>
     match script.matching(&conversation.rule_text()) {
         Some((label, rule)) => {
             let reply = by_rule(&conversation, body, &label, rule);
-            (reply, Some(label))
+            // The log names the rule as written; the quoted label is for messages.
+            let name = if rule.name.is_empty() {
+                label
+            } else {
+                rule.name.clone()
+            };
+            (reply, Some(name))
         }
         None => (embedded(&conversation, body), None),
     }
