@@ -13,21 +13,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use actors::pipeline::phase::Status;
-use rig::{Act, PipelineRig, ScriptedAgent, git, sample_repo};
+use rig::{Act, PipelineRig, ScriptedAgent, git, sample_repo, spec_file};
 
 const TASKS: u64 = 10;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
-}
-
-fn write(path: &str, content: &str) -> Act {
-    Act {
-        files: vec![(path.into(), content.into())],
-        say: "done".into(),
-        ..Act::default()
-    }
 }
 
 fn run_tests(dir: &Path) -> Duration {
@@ -83,16 +75,11 @@ fn baseline(root: &Path, n: u64) -> (Duration, Duration) {
 async fn main() {
     let agent = ScriptedAgent::new(|phase, _, request| match phase {
         "spec" => {
-            let file = request
-                .prompt
-                .lines()
-                .find_map(|l| l.strip_prefix("Spec file: "))
-                .unwrap()
-                .to_owned();
-            write(&file, "# Spec\n")
+            let file = spec_file(request);
+            Act::write(&file, "# Spec\n")
         }
-        "qa" => write("tests/greet_test.sh", "[ \"$(sh greet.sh)\" = hello ]\n"),
-        _ => write("greet.sh", "echo hello\n"),
+        "qa" => Act::write("tests/greet_test.sh", "[ \"$(sh greet.sh)\" = hello ]\n"),
+        _ => Act::write("greet.sh", "echo hello\n"),
     });
     let rig = PipelineRig::start(&["bench"], agent).await;
     let scratch = tempfile::tempdir().unwrap();

@@ -4,11 +4,26 @@
 use std::process::ExitCode;
 
 use crate::config::Config;
-use crate::docker::{BuildContext, build_agent_image, host_extra_ca_certs, image_status};
+use bollard::Docker;
+
+use crate::docker::{
+    BuildContext, DockerError, build_agent_image, host_extra_ca_certs, image_status,
+};
 
 fn fail(why: String) -> ExitCode {
     eprintln!("borg: {why}");
     ExitCode::FAILURE
+}
+
+/// Builds `tag` from the `container/` folder compiled into this binary (plus this machine's
+/// extra CA certificates); `progress` gets each line the build prints.
+pub async fn build_embedded(
+    docker: &Docker,
+    tag: &str,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<(), DockerError> {
+    let context = BuildContext::embedded(&host_extra_ca_certs())?;
+    build_agent_image(docker, &context, tag, progress).await
 }
 
 /// Builds the image, printing the build's steps as they come.
@@ -16,10 +31,6 @@ pub async fn build(config: &Config) -> ExitCode {
     let tag = &config.agent_image;
     let docker = match crate::docker::connect().await {
         Ok(docker) => docker,
-        Err(e) => return fail(e.to_string()),
-    };
-    let context = match BuildContext::embedded(&host_extra_ca_certs()) {
-        Ok(context) => context,
         Err(e) => return fail(e.to_string()),
     };
     println!(
@@ -34,7 +45,7 @@ pub async fn build(config: &Config) -> ExitCode {
             println!("        {line}");
         }
     };
-    match build_agent_image(&docker, &context, tag, &mut progress).await {
+    match build_embedded(&docker, tag, &mut progress).await {
         Ok(()) => {
             println!("built {tag} in {} s", started.elapsed().as_secs());
             ExitCode::SUCCESS

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use fake_anthropic::FakeAnthropic;
 use fake_telegram::{BOT_USERNAME, FakeTelegram};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const TOKEN: &str = "4242:e2e-token";
 const GROUP: i64 = -100_777;
@@ -60,32 +60,7 @@ fn start_borg(dir: &Path, claude: &Path, telegram: &FakeTelegram, api: &FakeAnth
 }
 
 fn message(id: i64, from: i64, text: &str) -> Value {
-    let mut msg = json!({
-        "message_id": id, "date": 1_700_000_000, "text": text,
-        "chat": {"id": GROUP, "type": "supergroup", "title": "Builders"},
-        "from": {"id": from, "is_bot": false, "first_name": "Ada"},
-    });
-    let mention = format!("@{BOT_USERNAME}");
-    if let Some(start) = text.find(&mention) {
-        msg["entities"] = json!([{
-            "type": "mention",
-            "offset": text[..start].encode_utf16().count(),
-            "length": mention.encode_utf16().count(),
-        }]);
-    }
-    json!({ "message": msg })
-}
-
-fn texts(telegram: &FakeTelegram) -> Vec<String> {
-    telegram.sent().into_iter().map(|s| s.text).collect()
-}
-
-async fn wait_for_text(telegram: &FakeTelegram, what: &str, timeout: Duration, needle: &str) {
-    telegram
-        .wait_until(what, timeout, |t| {
-            texts(t).iter().any(|x| x.contains(needle))
-        })
-        .await;
+    fake_telegram::group_message(GROUP, id, from, text)
 }
 
 /// A daemon with a registered group chat, and the fakes it talks to.
@@ -106,13 +81,9 @@ impl Rig {
         let api = FakeAnthropic::start().await;
         let borg = start_borg(dir.path(), &claude, &telegram, &api);
         telegram.push_update(message(1, ADMIN, "/register"));
-        wait_for_text(
-            &telegram,
-            "registration",
-            Duration::from_secs(30),
-            "Registered",
-        )
-        .await;
+        telegram
+            .wait_for_text("registration", Duration::from_secs(30), "Registered")
+            .await;
         Some(Rig {
             claude,
             dir,
@@ -132,13 +103,13 @@ async fn a_telegram_chat_talks_to_claude_code_with_sessions_that_continue() {
 
     let first = format!("@{BOT_USERNAME} please greet us\nSAY: hello builders");
     telegram.push_update(message(2, 7, &first));
-    wait_for_text(
-        telegram,
-        "first answer",
-        Duration::from_secs(60),
-        "DONE: hello builders",
-    )
-    .await;
+    telegram
+        .wait_for_text(
+            "first answer",
+            Duration::from_secs(60),
+            "DONE: hello builders",
+        )
+        .await;
     let answer = telegram
         .sent()
         .into_iter()
@@ -152,13 +123,13 @@ async fn a_telegram_chat_talks_to_claude_code_with_sessions_that_continue() {
 
     let second = format!("@{BOT_USERNAME} again\nSAY: second answer");
     telegram.push_update(message(3, 7, &second));
-    wait_for_text(
-        telegram,
-        "second answer",
-        Duration::from_secs(60),
-        "DONE: second answer",
-    )
-    .await;
+    telegram
+        .wait_for_text(
+            "second answer",
+            Duration::from_secs(60),
+            "DONE: second answer",
+        )
+        .await;
     // A resumed session sends the earlier conversation along with the new prompt.
     let requests = api.message_requests();
     let last = requests.last().unwrap();
@@ -177,11 +148,11 @@ async fn a_telegram_chat_talks_to_claude_code_with_sessions_that_continue() {
         ("/chatid", "tg:-100777"),
         ("/version", "borg "),
     ] {
-        let before = texts(telegram).len();
+        let before = telegram.texts().len();
         telegram.push_update(message(10 + before as i64, 7, cmd));
         telegram
             .wait_until(cmd, Duration::from_secs(10), |t| {
-                texts(t)[before..].iter().any(|x| x.contains(expect))
+                t.texts()[before..].iter().any(|x| x.contains(expect))
             })
             .await;
     }
@@ -216,15 +187,15 @@ async fn kill_9_during_a_run_loses_no_message_and_duplicates_no_answer() {
         &format!("@{BOT_USERNAME} are you there?\nSAY: back again"),
     ));
     let _borg = start_borg(rig.dir.path(), &rig.claude, telegram, api);
-    wait_for_text(
-        telegram,
-        "answer after restart",
-        Duration::from_secs(90),
-        "DONE: back again",
-    )
-    .await;
+    telegram
+        .wait_for_text(
+            "answer after restart",
+            Duration::from_secs(90),
+            "DONE: back again",
+        )
+        .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let all = texts(telegram);
+    let all = telegram.texts();
     let done: Vec<&String> = all.iter().filter(|t| t.starts_with("DONE")).collect();
     assert_eq!(
         done,
@@ -238,7 +209,8 @@ async fn kill_9_during_a_run_loses_no_message_and_duplicates_no_answer() {
         "the interrupted trigger was run again once: {all:?}"
     );
     assert!(sorry[0].contains("silent"), "{}", sorry[0]);
-    let registrations = texts(telegram)
+    let registrations = telegram
+        .texts()
         .iter()
         .filter(|t| t.starts_with("Registered"))
         .count();

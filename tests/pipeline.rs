@@ -7,40 +7,26 @@ mod rig;
 use std::time::Duration;
 
 use actors::pipeline::phase::Status;
-use rig::{Act, PipelineRig, ScriptedAgent, git, path};
+use rig::{Act, PipelineRig, ScriptedAgent, git, path, spec_file};
 
-const SPEC: &str = ".borg/task-1/spec.md";
 const TEST: &str = "tests/greet_test.sh";
 const TEST_BODY: &str = "#!/bin/sh\n[ \"$(sh greet.sh)\" = \"hello\" ]\n";
-
-fn write(path: &str, content: &str) -> Act {
-    Act {
-        files: vec![(path.into(), content.into())],
-        say: "done".into(),
-        ..Act::default()
-    }
-}
 
 /// spec and qa as a good team does them; `impl_act` decides the implementation attempts.
 fn team(impl_act: impl Fn(u32) -> Act + Send + Sync + 'static) -> std::sync::Arc<ScriptedAgent> {
     ScriptedAgent::new(move |phase, attempt, request| match phase {
         "spec" => {
-            let file = request
-                .prompt
-                .lines()
-                .find_map(|l| l.strip_prefix("Spec file: "))
-                .map(|l| l.trim_end_matches(')').to_owned())
-                .unwrap_or_else(|| SPEC.into());
-            write(&file, "# Spec\ngreet.sh prints hello.\n")
+            let file = spec_file(request);
+            Act::write(&file, "# Spec\ngreet.sh prints hello.\n")
         }
-        "qa" => write(TEST, TEST_BODY),
+        "qa" => Act::write(TEST, TEST_BODY),
         "impl" => impl_act(attempt),
         other => panic!("unexpected phase {other}"),
     })
 }
 
 fn greet(text: &str) -> Act {
-    write("greet.sh", &format!("#!/bin/sh\necho {text}\n"))
+    Act::write("greet.sh", &format!("#!/bin/sh\necho {text}\n"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +112,7 @@ async fn three_different_failures_fail_the_task() {
     // Each attempt fails differently: its complaint (on stderr) reaches the test output.
     let agent = team(|attempt| {
         let word = ["a", "b", "c", "d"][attempt as usize % 4];
-        write("greet.sh", &format!("#!/bin/sh\necho wrong-{word} >&2\n"))
+        Act::write("greet.sh", &format!("#!/bin/sh\necho wrong-{word} >&2\n"))
     });
     let rig = PipelineRig::start(&["app"], agent).await;
     rig.create(None, "Add a greeting").await.unwrap();
@@ -159,7 +145,7 @@ async fn a_worker_that_edits_the_qa_tests_has_them_restored() {
     // The worker "fixes" the test instead of the code, and writes no greet.sh.
     let cheat = |attempt: u32| {
         if attempt == 1 {
-            write(TEST, "#!/bin/sh\nexit 0\n")
+            Act::write(TEST, "#!/bin/sh\nexit 0\n")
         } else {
             greet("hello")
         }
@@ -209,16 +195,10 @@ async fn two_repos_run_a_phase_at_once_but_two_tasks_of_one_repo_do_not() {
         let slow = Duration::from_millis(300);
         let mut act = match phase {
             "spec" => {
-                let file = request
-                    .prompt
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Spec file: "))
-                    .unwrap()
-                    .trim_end_matches(')')
-                    .to_owned();
-                write(&file, "spec")
+                let file = spec_file(request);
+                Act::write(&file, "spec")
             }
-            "qa" => write(TEST, TEST_BODY),
+            "qa" => Act::write(TEST, TEST_BODY),
             _ => greet("hello"),
         };
         act.work = slow;
@@ -305,15 +285,10 @@ async fn work_the_agents_committed_themselves_counts() {
     let agent = ScriptedAgent::new(|phase, _, request| {
         let mut act = match phase {
             "spec" => {
-                let file = request
-                    .prompt
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Spec file: "))
-                    .unwrap()
-                    .to_owned();
-                write(&file, "spec")
+                let file = spec_file(request);
+                Act::write(&file, "spec")
             }
-            "qa" => write(TEST, TEST_BODY),
+            "qa" => Act::write(TEST, TEST_BODY),
             _ => greet("hello"),
         };
         act.commit = phase != "spec";

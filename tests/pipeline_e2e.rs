@@ -17,7 +17,7 @@ use std::time::Duration;
 use borg::demo::{DEMO_TASK_TITLE, SAMPLE_TEST_COMMAND, create_sample_repo, demo_script};
 use borg::model::ScriptedModel;
 use fake_telegram::{BOT_USERNAME, FakeTelegram};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const TOKEN: &str = "4343:pipeline-token";
 const GROUP: i64 = -100_888;
@@ -33,32 +33,7 @@ impl Drop for Daemon {
 }
 
 fn message(id: i64, from: i64, text: &str) -> Value {
-    let mut msg = json!({
-        "message_id": id, "date": 1_700_000_000, "text": text,
-        "chat": {"id": GROUP, "type": "supergroup", "title": "Builders"},
-        "from": {"id": from, "is_bot": false, "first_name": "Ada"},
-    });
-    let mention = format!("@{BOT_USERNAME}");
-    if let Some(start) = text.find(&mention) {
-        msg["entities"] = json!([{
-            "type": "mention",
-            "offset": text[..start].encode_utf16().count(),
-            "length": mention.encode_utf16().count(),
-        }]);
-    }
-    json!({ "message": msg })
-}
-
-fn texts(telegram: &FakeTelegram) -> Vec<String> {
-    telegram.sent().into_iter().map(|s| s.text).collect()
-}
-
-async fn wait_for_text(telegram: &FakeTelegram, what: &str, secs: u64, needle: &str) {
-    telegram
-        .wait_until(what, Duration::from_secs(secs), |t| {
-            texts(t).iter().any(|x| x.contains(needle))
-        })
-        .await;
+    fake_telegram::group_message(GROUP, id, from, text)
 }
 
 fn borg(dir: &Path) -> Command {
@@ -147,14 +122,21 @@ async fn a_task_from_chat_goes_through_every_phase_in_real_containers() {
     let daemon = Daemon(child);
 
     telegram.push_update(message(1, ADMIN, "/register"));
-    wait_for_text(&telegram, "registration", 30, "Registered").await;
+    telegram
+        .wait_for_text("registration", Duration::from_secs(30), "Registered")
+        .await;
     let task = format!("/task {DEMO_TASK_TITLE}\nAdd greet.sh, which prints a greeting.");
     telegram.push_update(message(2, ADMIN, &task));
-    wait_for_text(&telegram, "task created", 30, "Task #1 created").await;
-    wait_for_text(&telegram, "task done", 300, "test → done").await;
+    telegram
+        .wait_for_text("task created", Duration::from_secs(30), "Task #1 created")
+        .await;
+    telegram
+        .wait_for_text("task done", Duration::from_secs(300), "test → done")
+        .await;
 
     // Every phase change was reported in the chat (the admin chat and the origin: once).
-    let reports: Vec<String> = texts(&telegram)
+    let reports: Vec<String> = telegram
+        .texts()
         .into_iter()
         .filter(|t| t.starts_with("Task #1"))
         .collect();
@@ -198,7 +180,13 @@ async fn a_task_from_chat_goes_through_every_phase_in_real_containers() {
         7,
         &format!("@{BOT_USERNAME} hi\nSAY: from a container"),
     ));
-    wait_for_text(&telegram, "chat answer", 120, "DONE: from a container").await;
+    telegram
+        .wait_for_text(
+            "chat answer",
+            Duration::from_secs(120),
+            "DONE: from a container",
+        )
+        .await;
 
     // The CLI sees the same task.
     let out = borg(dir.path()).args(["tasks", "--json"]).output().unwrap();

@@ -1,8 +1,7 @@
 //! The control socket's requests and answers. Every answer is JSON: the status report, or
 //! `{"ok": true, ...}`, or `{"ok": false, "error": "<what was wrong>"}` for a bad request.
 
-use actors::pipeline::desk::{DESK_NAME, DeskMsg};
-use ractor::ActorRef;
+use actors::pipeline::desk::{DeskMsg, desk};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -86,7 +85,3 @@ pub(super) async fn answer(line: &str, args: &ControlArgs) -> Value {
 }
 
 const NO_PIPELINE: &str = "the pipeline is not running (set PIPELINE_REPO to a git repository)";
-
-fn desk() -> Option<ActorRef<DeskMsg>> {
-    ractor::registry::where_is(DESK_NAME).map(ActorRef::from)
-}

@@ -150,15 +150,12 @@ async fn choose_sandbox(no_docker: bool) -> String {
         return format!("in hardened containers of {image}");
     }
     println!("      the agent image {image} is missing: building it (minutes the first time)");
-    let built = async {
-        let context = crate::docker::BuildContext::embedded(&crate::docker::host_extra_ca_certs())?;
-        let mut progress = |line: &str| {
-            if line.starts_with("Step ") {
-                println!("      {line}");
-            }
-        };
-        crate::docker::build_agent_image(&docker, &context, &image, &mut progress).await
+    let mut progress = |line: &str| {
+        if line.starts_with("Step ") {
+            println!("      {line}");
+        }
     };
+    let built = crate::image_cli::build_embedded(&docker, &image, &mut progress);
     match built.await {
         Ok(()) => format!("in hardened containers of {image}"),
         Err(e) => format!(

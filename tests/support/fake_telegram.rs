@@ -208,6 +208,19 @@ impl FakeTelegram {
         }
     }
 
+    /// The texts the bot sent, in order.
+    pub fn texts(&self) -> Vec<String> {
+        self.sent().into_iter().map(|s| s.text).collect()
+    }
+
+    /// Waits until the bot has sent a text containing `needle`.
+    pub async fn wait_for_text(&self, what: &str, timeout: Duration, needle: &str) {
+        self.wait_until(what, timeout, |t| {
+            t.texts().iter().any(|x| x.contains(needle))
+        })
+        .await;
+    }
+
     /// Waits for `n` calls of `method` in all.
     pub async fn wait_for_calls(&self, method: &str, n: usize) {
         let what = format!("{n} {method} calls");
@@ -484,4 +497,23 @@ fn edit_message(shared: &Shared, params: &Value) -> Answer {
     drop(inner);
     shared.bump();
     Ok(message_json(chat_id, message_id, &text))
+}
+
+/// An update: `text` from user `from` in the supergroup `group`, with a mention entity
+/// (UTF-16 offsets, as Telegram sends them) when it mentions the bot.
+pub fn group_message(group: i64, id: i64, from: i64, text: &str) -> Value {
+    let mut msg = json!({
+        "message_id": id, "date": 1_700_000_000, "text": text,
+        "chat": {"id": group, "type": "supergroup", "title": "Builders"},
+        "from": {"id": from, "is_bot": false, "first_name": "Ada"},
+    });
+    let mention = format!("@{BOT_USERNAME}");
+    if let Some(start) = text.find(&mention) {
+        msg["entities"] = json!([{
+            "type": "mention",
+            "offset": text[..start].encode_utf16().count(),
+            "length": mention.encode_utf16().count(),
+        }]);
+    }
+    json!({ "message": msg })
 }

@@ -44,6 +44,27 @@ pub struct Act {
     pub panic: bool,
 }
 
+impl Act {
+    /// Writes one file and says "done".
+    pub fn write(path: &str, content: &str) -> Act {
+        Act {
+            files: vec![(path.into(), content.into())],
+            say: "done".into(),
+            ..Act::default()
+        }
+    }
+}
+
+/// The spec file a spec prompt names (its `Spec file:` line).
+pub fn spec_file(request: &AgentRequest) -> String {
+    request
+        .prompt
+        .lines()
+        .find_map(|l| l.strip_prefix("Spec file: "))
+        .expect("a spec prompt names its spec file")
+        .to_owned()
+}
+
 type Script = dyn Fn(&str, u32, &AgentRequest) -> Act + Send + Sync;
 
 /// Plays an [`Act`] chosen by the phase (`Phase: <name>` in the prompt) and attempt.

@@ -3,7 +3,6 @@
 //! its repository actor; lists and lookups ask every repository.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
@@ -17,7 +16,11 @@ use crate::pipeline::task::{TaskMsg, store_key as task_store_key};
 /// The desk's registered name.
 pub const DESK_NAME: &str = "borg:pipeline";
 pub const STORE_KEY: &str = "pipeline/desk";
-const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The running desk, found by its registered name (it may have restarted).
+pub fn desk() -> Option<ActorRef<DeskMsg>> {
+    ractor::registry::where_is(DESK_NAME).map(ActorRef::from)
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeskSnapshot {
@@ -139,7 +142,7 @@ impl Actor for Desk {
     }
 }
 
-const ASK_TIMEOUT_MS: u64 = ASK_TIMEOUT.as_millis() as u64;
+const ASK_TIMEOUT_MS: u64 = 5_000;
 const CREATE_TIMEOUT_MS: u64 = 60_000;
 
 async fn find_task(state: &DeskState, id: u64) -> Option<ActorRef<TaskMsg>> {

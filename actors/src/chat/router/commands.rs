@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
-use ractor::{ActorProcessingErr, ActorRef};
+use ractor::ActorProcessingErr;
 use supervisors::BreakerState;
 
 use super::{RouterState, group_child_id};
 use crate::chat::command::{Command, help};
 use crate::chat::group::{GroupMsg, store_key};
 use crate::chat::port::IncomingMessage;
-use crate::pipeline::desk::{DESK_NAME, DeskMsg};
+use crate::pipeline::desk::{DeskMsg, desk};
 use crate::pipeline::phase::Status;
 use crate::pipeline::task::state::TaskSummary;
 
@@ -251,10 +251,6 @@ fn split_repo(title: &str) -> (Option<String>, String) {
 const NO_PIPELINE: &str =
     "The pipeline is not running (set PIPELINE_REPO to a git repository to start it).";
 const DESK_WAIT_MS: u64 = 5_000;
-
-fn desk() -> Option<ActorRef<DeskMsg>> {
-    ractor::registry::where_is(DESK_NAME).map(ActorRef::from)
-}
 
 /// The original borg's icons: `~` in progress, `+` done, `x` failed, `!` blocked.
 fn icon(status: Status) -> char {
