@@ -128,6 +128,24 @@ pub struct Config {
     pub discord_api_url: Option<String>,
     /// `DISCORD_GATEWAY_URL`: where the Discord gateway lives, for tests.
     pub discord_gateway_url: Option<String>,
+    /// `AUTO_SEED`: whether idle repositories get tasks proposed by a seeding agent.
+    pub auto_seed: bool,
+    /// `SELF_UPDATE`: whether a release of `PIPELINE_REPO` rebuilds and restarts borg.
+    pub self_update: SelfUpdate,
+    /// `SELF_UPDATE_BUILD_CMD`: builds the new borg, in `PIPELINE_REPO`.
+    pub self_update_build_cmd: String,
+    /// `SELF_UPDATE_BINARY`: what the build produces (relative to `PIPELINE_REPO`).
+    pub self_update_binary: PathBuf,
+}
+
+/// Whether borg rebuilds itself after a release (`SELF_UPDATE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SelfUpdate {
+    /// Only when `PIPELINE_REPO` is borg's own source.
+    #[default]
+    Auto,
+    On,
+    Off,
 }
 
 /// One `WATCHED_REPOS` entry: `path:test_cmd[!manual]:prompt_file:mode:lint_cmd:slug`.
@@ -268,6 +286,10 @@ impl Config {
             discord_gateway_url: get("DISCORD_GATEWAY_URL")
                 .map(|url| parse::url("DISCORD_GATEWAY_URL", url, &["ws://", "wss://"]))
                 .transpose()?,
+            auto_seed: flag("AUTO_SEED")?,
+            self_update: parse::self_update("SELF_UPDATE", &or_default("SELF_UPDATE"))?,
+            self_update_build_cmd: or_default("SELF_UPDATE_BUILD_CMD").trim().to_owned(),
+            self_update_binary: PathBuf::from(or_default("SELF_UPDATE_BINARY")),
         })
     }
 
@@ -305,6 +327,9 @@ impl Config {
         resolve(&mut self.whatsapp_auth_dir);
         if let Some(repo) = &mut self.pipeline_repo {
             resolve(repo);
+            if self.self_update_binary.is_relative() {
+                self.self_update_binary = repo.join(&self.self_update_binary);
+            }
         }
         for repo in &mut self.watched_repos {
             resolve(&mut repo.path);
@@ -423,6 +448,10 @@ impl fmt::Debug for Config {
             .field("telegram_api_url", &self.telegram_api_url)
             .field("discord_api_url", &self.discord_api_url)
             .field("discord_gateway_url", &self.discord_gateway_url)
+            .field("auto_seed", &self.auto_seed)
+            .field("self_update", &self.self_update)
+            .field("self_update_build_cmd", &self.self_update_build_cmd)
+            .field("self_update_binary", &self.self_update_binary)
             .finish()
     }
 }

@@ -179,7 +179,7 @@ fn every_variable_is_read_with_a_non_default_value() {
 #[test]
 fn the_table_documents_every_variable() {
     let names: Vec<&str> = VARIABLES.iter().map(|v| v.name).collect();
-    assert_eq!(names.len(), 36);
+    assert_eq!(names.len(), 40);
     for name in [
         "TELEGRAM_BOT_TOKEN",
         "WATCHED_REPOS",

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use super::{ConfigError, LogFormat, SandboxKind, WatchedRepo};
+use super::{ConfigError, LogFormat, SandboxKind, SelfUpdate, WatchedRepo};
 
 /// `true/false`, `1/0`, `yes/no`, `on/off`, in any case, surrounding whitespace ignored.
 pub(super) fn boolean(var: &'static str, raw: &str) -> Result<bool, ConfigError> {
@@ -73,6 +73,15 @@ pub(super) fn sandbox(var: &'static str, raw: &str) -> Result<SandboxKind, Confi
     match raw.trim().to_ascii_lowercase().as_str() {
         "docker" => Ok(SandboxKind::Docker),
         "process" => Ok(SandboxKind::Process),
+        _ => Err(ConfigError::invalid(var, raw)),
+    }
+}
+
+pub(super) fn self_update(var: &'static str, raw: &str) -> Result<SelfUpdate, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(SelfUpdate::Auto),
+        "true" | "1" | "yes" | "on" => Ok(SelfUpdate::On),
+        "false" | "0" | "no" | "off" => Ok(SelfUpdate::Off),
         _ => Err(ConfigError::invalid(var, raw)),
     }
 }

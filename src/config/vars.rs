@@ -257,6 +257,32 @@ pub const VARIABLES: &[VarDoc] = &[
         allowed: "a whole number of seconds (1 to 86400)",
         meaning: "A repository's test command is stopped after this long and counts as failed.",
     },
+    VarDoc {
+        name: "AUTO_SEED",
+        default: "true",
+        allowed: BOOL,
+        meaning: "Let an idle repository's read-only seeding agent propose small tasks (at most \
+                  5 waiting, once an hour per repository; every minute in CONTINUOUS_MODE).",
+    },
+    VarDoc {
+        name: "SELF_UPDATE",
+        default: "auto",
+        allowed: "auto, true or false",
+        meaning: "Rebuild and restart borg when a release advances PIPELINE_REPO; auto: only \
+                  when PIPELINE_REPO is borg's own source (its Cargo.toml names package borg).",
+    },
+    VarDoc {
+        name: "SELF_UPDATE_BUILD_CMD",
+        default: "cargo build --release --locked",
+        allowed: "a shell command",
+        meaning: "Command run in PIPELINE_REPO to build the new borg before a self-update.",
+    },
+    VarDoc {
+        name: "SELF_UPDATE_BINARY",
+        default: "target/release/borg",
+        allowed: "a path, relative to PIPELINE_REPO or absolute",
+        meaning: "The binary SELF_UPDATE_BUILD_CMD produces, which borg restarts into.",
+    },
 ];
 
 /// The documentation of `name`, if borg reads such a variable.

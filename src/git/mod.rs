@@ -24,7 +24,7 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use actors::pipeline::ports::{Vcs, VcsError, Worktree};
+use actors::pipeline::ports::{MergeOutcome, RebaseOutcome, Vcs, VcsError, Worktree};
 
 /// The branch every task starts from and every release lands on.
 pub const MAIN_BRANCH: &str = "main";
@@ -181,6 +181,59 @@ impl Vcs for GitRepo {
 
     fn remove(&self, task: u64, delete_branch: bool) -> Result<(), VcsError> {
         worktrees::remove(self, task, delete_branch)
+    }
+
+    fn main_head(&self) -> Result<String, VcsError> {
+        Err(self.err("read main", "not implemented yet"))
+    }
+
+    fn branch_head(&self, _branch: &str) -> Result<Option<String>, VcsError> {
+        Err(self.err("read branch", "not implemented yet"))
+    }
+
+    fn in_main(&self, _commit: &str) -> Result<bool, VcsError> {
+        Err(self.err("check main", "not implemented yet"))
+    }
+
+    fn scratch(&self, _name: &str, _branch: Option<&str>, _at: &str) -> Result<PathBuf, VcsError> {
+        Err(self.err("scratch worktree", "not implemented yet"))
+    }
+
+    fn drop_scratch(&self, _name: &str, _branch: Option<&str>) -> Result<(), VcsError> {
+        Err(self.err("drop scratch worktree", "not implemented yet"))
+    }
+
+    fn merge(
+        &self,
+        _worktree: &Path,
+        _branch: &str,
+        _message: &str,
+    ) -> Result<MergeOutcome, VcsError> {
+        Err(self.err("merge", "not implemented yet"))
+    }
+
+    fn reset_hard(&self, _worktree: &Path, _commit: &str) -> Result<(), VcsError> {
+        Err(self.err("reset", "not implemented yet"))
+    }
+
+    fn advance_main(&self, _from: &str, _to: &str) -> Result<bool, VcsError> {
+        Err(self.err("advance main", "not implemented yet"))
+    }
+
+    fn push_main(&self) -> Result<Option<String>, VcsError> {
+        Err(self.err("push main", "not implemented yet"))
+    }
+
+    fn rebase(&self, _worktree: &Path, _onto: &str) -> Result<RebaseOutcome, VcsError> {
+        Err(self.err("rebase", "not implemented yet"))
+    }
+
+    fn rebase_continue(&self, _worktree: &Path) -> Result<RebaseOutcome, VcsError> {
+        Err(self.err("rebase", "not implemented yet"))
+    }
+
+    fn rebase_abort(&self, _worktree: &Path) -> Result<(), VcsError> {
+        Err(self.err("abort rebase", "not implemented yet"))
     }
 }
 

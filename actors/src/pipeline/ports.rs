@@ -68,6 +68,78 @@ pub trait Vcs: Send + Sync + 'static {
     /// Removes the task's worktree (discarding its changes) and, if `delete_branch`, its
     /// branch. Succeeds when they are already gone.
     fn remove(&self, task: u64, delete_branch: bool) -> Result<(), VcsError>;
+
+    // --- Releases (the release train) and rebases ---
+
+    /// The commit `main` points at (full hex id).
+    fn main_head(&self) -> Result<String, VcsError>;
+
+    /// The commit `branch` (a local branch name such as `borg/task-3`) points at; `None` when
+    /// the branch does not exist.
+    fn branch_head(&self, branch: &str) -> Result<Option<String>, VcsError>;
+
+    /// Whether `commit` is `main` or one of its ancestors (already released).
+    fn in_main(&self, commit: &str) -> Result<bool, VcsError>;
+
+    /// A clean worktree at `<repo>/.worktrees/<name>` whose HEAD is `at`: on branch `branch`
+    /// (created, or moved to `at`) or detached when `None`. Created when missing; otherwise any
+    /// merge or rebase under way there is aborted and it is reset hard to `at` and cleaned of
+    /// untracked files. Idempotent, for a train resumed after a crash. Returns its path.
+    fn scratch(&self, name: &str, branch: Option<&str>, at: &str) -> Result<PathBuf, VcsError>;
+
+    /// Removes the scratch worktree `name` and, when given, its branch. Succeeds when they are
+    /// already gone.
+    fn drop_scratch(&self, name: &str, branch: Option<&str>) -> Result<(), VcsError>;
+
+    /// Merges local branch `branch` into the worktree's HEAD with a merge commit (never a
+    /// fast-forward) carrying `message`. On a conflict the merge is aborted, the worktree is
+    /// left as it was, and the conflicting paths are returned.
+    fn merge(&self, worktree: &Path, branch: &str, message: &str)
+    -> Result<MergeOutcome, VcsError>;
+
+    /// Resets the worktree hard to `commit` and removes untracked (not ignored) files.
+    fn reset_hard(&self, worktree: &Path, commit: &str) -> Result<(), VcsError>;
+
+    /// Moves `main` from `from` to `to` as one compare-and-swap of the ref, only when `to`
+    /// descends from `from`. `Ok(true)`: moved; `Ok(false)`: `main` was at `to` already (a
+    /// resumed train). An error when `main` is at neither (someone else moved it) or `to` does
+    /// not descend from `from`. When the main checkout has `main` checked out and is clean,
+    /// its files follow the ref; otherwise only the ref moves.
+    fn advance_main(&self, from: &str, to: &str) -> Result<bool, VcsError>;
+
+    /// Pushes `main` to the repository's remote (`origin`, else its only remote), never with
+    /// force. `Ok(None)` when the repository has no remote; `Ok(Some(remote))` when pushed.
+    fn push_main(&self) -> Result<Option<String>, VcsError>;
+
+    /// Rebases the worktree's branch onto commit `onto`. When a rebase is already under way
+    /// there (a restart), reports where it stands instead of starting another.
+    fn rebase(&self, worktree: &Path, onto: &str) -> Result<RebaseOutcome, VcsError>;
+
+    /// Stages every change and continues the rebase under way (its conflicts resolved),
+    /// keeping each commit's message.
+    fn rebase_continue(&self, worktree: &Path) -> Result<RebaseOutcome, VcsError>;
+
+    /// Aborts the rebase under way, putting the branch back as it was. Succeeds when none is.
+    fn rebase_abort(&self, worktree: &Path) -> Result<(), VcsError>;
+}
+
+/// How [`Vcs::merge`] went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeOutcome {
+    /// The merge commit.
+    Merged { commit: String },
+    /// The merge was aborted; these paths conflicted.
+    Conflict { files: Vec<String> },
+}
+
+/// Where a rebase stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebaseOutcome {
+    /// Finished: the branch's new head.
+    Done { head: String },
+    /// Stopped at a commit whose changes conflict: these paths hold conflict markers, to be
+    /// resolved in the working tree before [`Vcs::rebase_continue`].
+    Conflict { files: Vec<String> },
 }
 
 /// One run of a repository's test command.

@@ -15,6 +15,8 @@
 //! A repository's name is its `WATCHED_REPOS` slug, else its directory name; it is the
 //! repository's identity in chats, on the CLI and in the store.
 
+mod seeding;
+
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -270,7 +272,8 @@ fn repo_spec(
     // Made once per repository and kept across restarts of its `repo` actor: tasks that are
     // still running hold these, and tasks started by the new actor must share them.
     let locks = RepoDeps::phase_locks();
-    let vcs_cell: Arc<tokio::sync::OnceCell<Arc<dyn Vcs>>> = Arc::default();
+    let vcs_cell: VcsCell = Arc::default();
+    let seeder = seeding::seeder_child(&w, &settings, &repo, &vcs_cell);
     let owner = ChildSpec::new("repo", move |ctx: StartCtx| {
         let (w, settings, repo, tasks_name, locks, vcs_cell) = (
             w.clone(),
@@ -281,18 +284,7 @@ fn repo_spec(
             vcs_cell.clone(),
         );
         async move {
-            let vcs = vcs_cell
-                .get_or_try_init(|| async {
-                    // Off the async workers: opening a repository reads its files.
-                    let (name, path) = (repo.name.clone(), repo.path.clone());
-                    let opened = tokio::task::spawn_blocking(move || GitRepo::open(name, path))
-                        .await
-                        .map_err(|e| StartError(format!("opening the repository panicked: {e}")))?
-                        .map_err(|e| StartError(format!("repository {}: {e}", repo.name)))?;
-                    Ok::<Arc<dyn Vcs>, StartError>(Arc::new(opened))
-                })
-                .await?
-                .clone();
+            let vcs = open_vcs(&vcs_cell, &repo).await?;
             let slots = ractor::registry::where_is(SLOTS_NAME)
                 .ok_or_else(|| StartError("agent slots are not running".into()))?;
             let tasks = ractor::registry::where_is(tasks_name)
@@ -330,8 +322,34 @@ fn repo_spec(
             max_restarts: 5,
             period: Duration::from_secs(10),
         },
-        children: vec![tasks, owner],
+        children: [Some(tasks), Some(owner), seeder]
+            .into_iter()
+            .flatten()
+            .collect(),
     }
+}
+
+/// A repository's git handle, opened by the first child that needs it and shared by the
+/// others (and by their restarts).
+pub(crate) type VcsCell = Arc<tokio::sync::OnceCell<Arc<dyn Vcs>>>;
+
+/// The repository's git handle from `cell`, opening it the first time.
+pub(crate) async fn open_vcs(
+    cell: &VcsCell,
+    repo: &RepoConfig,
+) -> Result<Arc<dyn Vcs>, StartError> {
+    let vcs = cell
+        .get_or_try_init(|| async {
+            // Off the async workers: opening a repository reads its files.
+            let (name, path) = (repo.name.clone(), repo.path.clone());
+            let opened = tokio::task::spawn_blocking(move || GitRepo::open(name, path))
+                .await
+                .map_err(|e| StartError(format!("opening the repository panicked: {e}")))?
+                .map_err(|e| StartError(format!("repository {}: {e}", repo.name)))?;
+            Ok::<Arc<dyn Vcs>, StartError>(Arc::new(opened))
+        })
+        .await?;
+    Ok(vcs.clone())
 }
 
 /// Announces through the chat router, which knows every platform's transport.
