@@ -55,6 +55,7 @@ pub fn root_spec(args: TreeArgs) -> SupervisorSpec {
         store: std::sync::Arc::new(args.store.clone()),
         runner: args.runners.agent.clone(),
         tests: args.runners.test.clone(),
+        on_primary_release: None,
     };
     let pipeline_settings = crate::pipeline::settings(&args.config);
     let slots = args.config.max_concurrent_agents as usize;

@@ -6,6 +6,7 @@
 pub mod abort;
 pub mod agent;
 pub mod chat;
+pub mod failpoint;
 pub mod pipeline;
 pub mod slots;
 

@@ -107,6 +107,13 @@ impl GitCall<'_> {
         self
     }
 
+    /// An environment variable for this git process only (an editor that never waits, for
+    /// commands that would open one).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.command.env(key, value);
+        self
+    }
+
     /// Bytes to feed on stdin (a commit message, a NUL-separated pathspec list).
     pub fn stdin(mut self, bytes: Vec<u8>) -> Self {
         self.stdin = Some(bytes);

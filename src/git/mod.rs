@@ -6,18 +6,23 @@
 //! `<repo>/.worktrees/task-<id>`. gix does what it does well and in-process: opening, refs,
 //! branch creation and deletion, adding and removing worktrees, reading HEADs and trees. The
 //! git CLI does what gix cannot do on an existing working tree: staging and committing through
-//! the index, restoring files, and the diff of a working tree against a commit (`cli` holds
-//! the rules every git process runs under).
+//! the index, restoring files, the diff of a working tree against a commit, merges, resets,
+//! rebases, pushes and compare-and-swap moves of `main` (`cli` holds the rules every git
+//! process runs under).
 //!
 //! Everything here blocks (file system, child processes): callers run it with
 //! `spawn_blocking`, never on the async workers.
 //!
 //! Submodules: `worktrees` (prepare and remove), `changes` (commit, changed files, restore),
-//! `digest` (hashes of frozen files and the checks on caller-given paths), `cli`.
+//! `digest` (hashes of frozen files and the checks on caller-given paths), `release` (what a
+//! release train needs: reading main and branches, scratch worktrees, merges, advancing and
+//! pushing main), `rebase` (rebase a task's branch, continue, abort), `cli`.
 
 mod changes;
 mod cli;
 mod digest;
+mod rebase;
+mod release;
 mod worktrees;
 
 use std::fmt::Display;
@@ -184,56 +189,56 @@ impl Vcs for GitRepo {
     }
 
     fn main_head(&self) -> Result<String, VcsError> {
-        Err(self.err("read main", "not implemented yet"))
+        release::main_head(self)
     }
 
-    fn branch_head(&self, _branch: &str) -> Result<Option<String>, VcsError> {
-        Err(self.err("read branch", "not implemented yet"))
+    fn branch_head(&self, branch: &str) -> Result<Option<String>, VcsError> {
+        release::branch_head(self, branch)
     }
 
-    fn in_main(&self, _commit: &str) -> Result<bool, VcsError> {
-        Err(self.err("check main", "not implemented yet"))
+    fn in_main(&self, commit: &str) -> Result<bool, VcsError> {
+        release::in_main(self, commit)
     }
 
-    fn scratch(&self, _name: &str, _branch: Option<&str>, _at: &str) -> Result<PathBuf, VcsError> {
-        Err(self.err("scratch worktree", "not implemented yet"))
+    fn scratch(&self, name: &str, branch: Option<&str>, at: &str) -> Result<PathBuf, VcsError> {
+        release::scratch(self, name, branch, at)
     }
 
-    fn drop_scratch(&self, _name: &str, _branch: Option<&str>) -> Result<(), VcsError> {
-        Err(self.err("drop scratch worktree", "not implemented yet"))
+    fn drop_scratch(&self, name: &str, branch: Option<&str>) -> Result<(), VcsError> {
+        release::drop_scratch(self, name, branch)
     }
 
     fn merge(
         &self,
-        _worktree: &Path,
-        _branch: &str,
-        _message: &str,
+        worktree: &Path,
+        branch: &str,
+        message: &str,
     ) -> Result<MergeOutcome, VcsError> {
-        Err(self.err("merge", "not implemented yet"))
+        release::merge(self, worktree, branch, message)
     }
 
-    fn reset_hard(&self, _worktree: &Path, _commit: &str) -> Result<(), VcsError> {
-        Err(self.err("reset", "not implemented yet"))
+    fn reset_hard(&self, worktree: &Path, commit: &str) -> Result<(), VcsError> {
+        release::reset_hard(self, worktree, commit)
     }
 
-    fn advance_main(&self, _from: &str, _to: &str) -> Result<bool, VcsError> {
-        Err(self.err("advance main", "not implemented yet"))
+    fn advance_main(&self, from: &str, to: &str) -> Result<bool, VcsError> {
+        release::advance_main(self, from, to)
     }
 
     fn push_main(&self) -> Result<Option<String>, VcsError> {
-        Err(self.err("push main", "not implemented yet"))
+        release::push_main(self)
     }
 
-    fn rebase(&self, _worktree: &Path, _onto: &str) -> Result<RebaseOutcome, VcsError> {
-        Err(self.err("rebase", "not implemented yet"))
+    fn rebase(&self, worktree: &Path, onto: &str) -> Result<RebaseOutcome, VcsError> {
+        rebase::rebase(self, worktree, onto)
     }
 
-    fn rebase_continue(&self, _worktree: &Path) -> Result<RebaseOutcome, VcsError> {
-        Err(self.err("rebase", "not implemented yet"))
+    fn rebase_continue(&self, worktree: &Path) -> Result<RebaseOutcome, VcsError> {
+        rebase::rebase_continue(self, worktree)
     }
 
-    fn rebase_abort(&self, _worktree: &Path) -> Result<(), VcsError> {
-        Err(self.err("abort rebase", "not implemented yet"))
+    fn rebase_abort(&self, worktree: &Path) -> Result<(), VcsError> {
+        rebase::rebase_abort(self, worktree)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Task branches and worktrees through gix: [`prepare`] (idempotent, repairs what a crash or a
 //! hand left behind), [`remove`], and [`checkout`], which turns a caller's worktree path into
-//! the repository's own record of it before anything runs there.
+//! the repository's own record of it before anything runs there. `release` reuses the repair
+//! ([`reuse_registered`], [`discard`]) for its scratch worktrees.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use gix::refs::transaction::PreviousValue;
 use gix::worktree::add::Head;
 use gix::worktree::remove::Force;
 
+use super::cli::{self, GitCall};
 use super::{GitRepo, MAIN_BRANCH, WORKTREES_DIR};
 
 /// The lock reason git and gix give a worktree record while they add it.
@@ -54,6 +56,21 @@ impl Checkout {
             .map_err(|e| owner.gix_err(&what, e))?;
         Ok(commit.id)
     }
+
+    /// A git command on this working tree, under [`cli`]'s rules.
+    pub fn git<'a>(&self, owner: &'a GitRepo, op: &'a str) -> GitCall<'a> {
+        cli::git(&owner.name, op, &self.git_dir, &self.dir)
+    }
+}
+
+/// The main checkout, as a [`Checkout`].
+pub fn main_checkout(repo: &GitRepo, op: &str) -> Result<Checkout, VcsError> {
+    let main = repo.gix(op)?;
+    Ok(Checkout {
+        dir: repo.path.clone(),
+        git_dir: main.git_dir().to_owned(),
+        repo: main,
+    })
 }
 
 /// `worktree` as a working tree of `repo`: the main checkout or one of its registered linked
@@ -198,7 +215,7 @@ pub fn remove(repo: &GitRepo, task: u64, delete_branch: bool) -> Result<(), VcsE
 /// deleted by hand is pruned (what `git worktree prune` does), and an add that crashed halfway
 /// (its record still locked as "initializing", the checkout maybe partial) is undone: either
 /// way the caller adds the worktree again. A checkout that lost its `.git` file gets it back.
-fn reuse_registered(
+pub fn reuse_registered(
     repo: &GitRepo,
     main: &gix::Repository,
     path: &Path,
@@ -226,7 +243,12 @@ fn reuse_registered(
 /// Removes the worktree at `path`, its changes and its record; gone already is fine. When gix
 /// refuses (the checkout's `.git` file is gone or points elsewhere), the folder is deleted by
 /// hand and the then stale record pruned.
-fn discard(repo: &GitRepo, main: &gix::Repository, path: &Path, op: &str) -> Result<(), VcsError> {
+pub fn discard(
+    repo: &GitRepo,
+    main: &gix::Repository,
+    path: &Path,
+    op: &str,
+) -> Result<(), VcsError> {
     let registered = registration(main, path).map_err(|e| repo.gix_err(op, e))?;
     let refused = match registered {
         // OverrideLock: our worktrees are never locked on purpose, only by a crashed add.
@@ -272,7 +294,7 @@ fn registration<'r>(
     Ok(None)
 }
 
-fn full_branch_name(
+pub fn full_branch_name(
     repo: &GitRepo,
     op: &str,
     branch: &str,

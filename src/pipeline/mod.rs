@@ -15,6 +15,7 @@
 //! A repository's name is its `WATCHED_REPOS` slug, else its directory name; it is the
 //! repository's identity in chats, on the CLI and in the store.
 
+pub mod release;
 mod seeding;
 
 use std::path::Path;
@@ -29,6 +30,7 @@ use actors::pipeline::desk::{DESK_NAME, Desk, DeskArgs};
 use actors::pipeline::ports::{Announcer, TestOutcome, TestRequest, TestRunError, TestRunner, Vcs};
 use actors::pipeline::repo::{Repo, RepoArgs, repo_actor_name, tasks_supervisor_name};
 use actors::pipeline::task::{PipelineSettings, RepoDeps, TaskDeps};
+use actors::pipeline::train::ReleaseHook;
 use actors::slots::SlotsMsg;
 use ractor::ActorRef;
 use supervisors::snapshot::SnapshotStore;
@@ -50,6 +52,10 @@ pub struct RepoConfig {
     pub name: String,
     pub path: std::path::PathBuf,
     pub test_cmd: String,
+    /// Whether a release train merges its finished work (`!manual` in `WATCHED_REPOS`: no).
+    pub auto_merge: bool,
+    /// `PIPELINE_REPO` (the one self-update watches).
+    pub primary: bool,
 }
 
 /// The repositories of the configuration, the primary (`PIPELINE_REPO`) first. Two
@@ -61,6 +67,8 @@ pub fn repos(config: &Config) -> Result<Vec<RepoConfig>, String> {
             name: dir_name(path),
             path: path.clone(),
             test_cmd: config.pipeline_test_cmd.clone(),
+            auto_merge: true,
+            primary: true,
         });
     }
     for watched in &config.watched_repos {
@@ -71,6 +79,8 @@ pub fn repos(config: &Config) -> Result<Vec<RepoConfig>, String> {
                 .unwrap_or_else(|| dir_name(&watched.path)),
             path: watched.path.clone(),
             test_cmd: config.test_cmd_for(watched).to_owned(),
+            auto_merge: watched.auto_merge,
+            primary: false,
         });
     }
     for (i, repo) in out.iter().enumerate() {
@@ -197,6 +207,8 @@ pub struct PipelineWiring {
     pub store: Arc<dyn SnapshotStore>,
     pub runner: Arc<dyn AgentRunner>,
     pub tests: Arc<dyn TestRunner>,
+    /// Told the new `main` of `PIPELINE_REPO` after each release (self-update).
+    pub on_primary_release: Option<ReleaseHook>,
 }
 
 /// Settings every task shares, from the configuration.
@@ -274,14 +286,18 @@ fn repo_spec(
     let locks = RepoDeps::phase_locks();
     let vcs_cell: VcsCell = Arc::default();
     let seeder = seeding::seeder_child(&w, &settings, &repo, &vcs_cell);
+    let hook = w.on_primary_release.clone().filter(|_| repo.primary);
+    let train = release::train_child(&w, &settings, &repo, &vcs_cell, hook);
+    let on_done = release::kick(&repo.name);
     let owner = ChildSpec::new("repo", move |ctx: StartCtx| {
-        let (w, settings, repo, tasks_name, locks, vcs_cell) = (
+        let (w, settings, repo, tasks_name, locks, vcs_cell, on_done) = (
             w.clone(),
             settings.clone(),
             repo.clone(),
             tasks_lookup.clone(),
             locks.clone(),
             vcs_cell.clone(),
+            on_done.clone(),
         );
         async move {
             let vcs = open_vcs(&vcs_cell, &repo).await?;
@@ -309,6 +325,7 @@ fn repo_spec(
                 deps,
                 tasks: SupervisorRef::new(tasks.into()),
                 stats: Some(ctx.stats.clone()),
+                on_done: Some(on_done),
             };
             ctx.spawn_named(Some(repo_actor_name(&repo.name)), Repo, args)
                 .await
@@ -322,7 +339,7 @@ fn repo_spec(
             max_restarts: 5,
             period: Duration::from_secs(10),
         },
-        children: [Some(tasks), Some(owner), seeder]
+        children: [Some(tasks), Some(owner), train, seeder]
             .into_iter()
             .flatten()
             .collect(),
@@ -353,7 +370,7 @@ pub(crate) async fn open_vcs(
 }
 
 /// Announces through the chat router, which knows every platform's transport.
-struct RouterAnnouncer;
+pub(crate) struct RouterAnnouncer;
 
 impl Announcer for RouterAnnouncer {
     fn announce(&self, chat: &str, text: String) {

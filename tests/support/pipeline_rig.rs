@@ -200,6 +200,18 @@ pub struct PipelineRig {
 impl PipelineRig {
     /// Starts the pipeline over repositories `names` (created as sample repos).
     pub async fn start(names: &[&str], agent: Arc<ScriptedAgent>) -> Self {
+        Self::start_with(names, agent, &[], |_| {}).await
+    }
+
+    /// [`PipelineRig::start`] with more configuration variables (`extra`), and `prepare`
+    /// run on the root folder after the sample repositories are made and before the pipeline
+    /// starts (to add a remote, say).
+    pub async fn start_with(
+        names: &[&str],
+        agent: Arc<ScriptedAgent>,
+        extra: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+    ) -> Self {
         let turn = TURN.lock().await;
         let root = tempfile::tempdir().unwrap();
         let mut env: Vec<(String, String)> = vec![(
@@ -216,6 +228,8 @@ impl PipelineRig {
                 .collect();
             env.push(("WATCHED_REPOS".into(), watched.join("|")));
         }
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        prepare(root.path());
         let config =
             Config::from_lookup(|name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
                 .expect("config");
@@ -234,6 +248,7 @@ impl PipelineRig {
             store: Arc::new(store.clone()),
             runner: agent.clone(),
             tests: Arc::new(ProcessTestRunner),
+            on_primary_release: None,
         };
         let tree = spawn(&wiring, &settings).await;
         Self {
@@ -287,11 +302,17 @@ impl PipelineRig {
             .expect("task exists")
     }
 
-    /// Waits until task `id` is in a terminal status (at most 60 s).
+    /// Waits until task `id` is at rest: terminal, or done and queued for release (at most
+    /// 60 s).
     pub async fn finished(&self, id: u64) -> TaskSnapshot {
+        self.reaches(id, |s| s.is_at_rest()).await
+    }
+
+    /// Waits until task `id`'s status passes `check` (at most 60 s).
+    pub async fn reaches(&self, id: u64, check: impl Fn(Status) -> bool) -> TaskSnapshot {
         for _ in 0..600 {
             let task = self.task(id).await;
-            if task.status.is_terminal() {
+            if check(task.status) {
                 return task;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

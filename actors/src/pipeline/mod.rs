@@ -5,7 +5,8 @@
 //! ├── desk                 task ids, creation, lists (borg:pipeline)
 //! └── repo:<name>          rest_for_one
 //!     ├── tasks            dynamic: task:<id>, each a phase state machine
-//!     └── repo             the task list; starts unfinished tasks (borg:repo:<name>)
+//!     ├── repo             the task list; starts unfinished tasks (borg:repo:<name>)
+//!     └── train            the release train: done branches → main (borg:repo:<name>:train)
 //! ```
 
 pub mod desk;
@@ -13,3 +14,4 @@ pub mod phase;
 pub mod ports;
 pub mod repo;
 pub mod task;
+pub mod train;

@@ -1,11 +1,16 @@
 //! The phases of a task, as data.
 //!
 //! ```text
-//! backlog → spec → qa → impl → test → done
-//!                        ↑       │
-//!                      retry ←───┘ (failed tests; at most 3 attempts, then failed;
-//!                                   the same failure 3 times in a row: blocked)
+//! backlog → spec → qa → impl → test → done ──(release train)──→ merged
+//!                        ↑       │       │ ↑
+//!                      retry ←───┘       ↓ │ (excluded: conflict or broken tests;
+//!                        ↑            rebase   at most 3 rebases, then failed)
+//!                        └───────────────┘ (tests fail after the rebase)
 //! ```
+//!
+//! Failed tests retry the implementation (at most 3 attempts, then failed; the same failure
+//! 3 times in a row: blocked). `done` means finished and waiting in the repository's release
+//! queue; `merged` (on `main`), `failed` and `blocked` are terminal.
 //!
 //! Each working phase is a row of [`PHASES`]: who does it (persona and tools), what it is told
 //! (a prompt template), what it must leave behind ([`Artifact`], checked by borg, never taken
@@ -32,23 +37,36 @@ pub enum Status {
     Failed,
     /// Stopped for a human: a stuck loop, or cancelled.
     Blocked,
+    /// The release train excluded the branch: the worker rebases it onto the new `main`.
+    /// (Declared after the first statuses: snapshots store the variant's index.)
+    Rebase,
+    /// Merged into `main` by a release train.
+    Merged,
 }
 
 impl Status {
-    pub const ALL: [Status; 9] = [
+    pub const ALL: [Status; 11] = [
         Status::Backlog,
         Status::Spec,
         Status::Qa,
         Status::Impl,
         Status::Test,
         Status::Retry,
+        Status::Rebase,
         Status::Done,
+        Status::Merged,
         Status::Failed,
         Status::Blocked,
     ];
 
+    /// Nothing will ever happen to the task again.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Status::Done | Status::Failed | Status::Blocked)
+        matches!(self, Status::Merged | Status::Failed | Status::Blocked)
+    }
+
+    /// The task has nothing to do by itself: terminal, or `done` and waiting for a train.
+    pub fn is_at_rest(self) -> bool {
+        self.is_terminal() || self == Status::Done
     }
 
     pub fn name(self) -> &'static str {
@@ -62,10 +80,12 @@ impl Status {
             Status::Done => "done",
             Status::Failed => "failed",
             Status::Blocked => "blocked",
+            Status::Rebase => "rebase",
+            Status::Merged => "merged",
         }
     }
 
-    /// The table row of a working phase (spec, qa, impl, test).
+    /// The table row of a working phase (spec, qa, impl, test, rebase).
     pub fn spec(self) -> Option<&'static PhaseSpec> {
         PHASES.iter().find(|p| p.status == self)
     }
@@ -128,6 +148,9 @@ pub enum Artifact {
     Commit,
     /// The test command passes and the branch moved past the QA commit.
     GreenTests,
+    /// The branch is rebased onto `main` (conflicts resolved, no markers left) and the test
+    /// command passes on it.
+    Rebased,
 }
 
 /// Where a failed phase goes.
@@ -161,7 +184,7 @@ const READ_WRITE: &[&str] = &["Read", "Glob", "Grep", "Write"];
 const WORKER_TOOLS: &[&str] = &["Read", "Glob", "Grep", "Write", "Edit", "Bash"];
 
 /// The working phases, in order.
-pub static PHASES: [PhaseSpec; 4] = [
+pub static PHASES: [PhaseSpec; 5] = [
     PhaseSpec {
         status: Status::Spec,
         persona: Some(Persona::Manager),
@@ -218,7 +241,28 @@ pub static PHASES: [PhaseSpec; 4] = [
         max_attempts: 3,
         resume_session: true,
     },
+    // Entered from `done` when a release train excludes the branch. borg runs the rebase;
+    // the worker only resolves the conflicts it stops at (agents never run git).
+    PhaseSpec {
+        status: Status::Rebase,
+        persona: Some(Persona::Worker),
+        tools: WORKER_TOOLS,
+        prompt: "Phase: rebase\nTask: {title}\nSpec file: {spec_file}\n\nThis task's branch \
+                 is being rebased onto the new main, and these files conflict: {conflicts}. \
+                 Resolve every conflict in them: keep the intent of both sides (what main \
+                 changed and what this task does), and remove all conflict markers (<<<<<<<, \
+                 =======, >>>>>>>). Do not run git: borg continues the rebase. The task's \
+                 specification is in {spec_file}.{feedback}",
+        artifact: Artifact::Rebased,
+        next: Status::Done,
+        on_failure: OnFailure::Retry,
+        max_attempts: 1,
+        resume_session: true,
+    },
 ];
+
+/// How many times a release train may send a task back to rebase before it fails.
+pub const MAX_REBASES: u32 = 3;
 
 /// How many identical failures in a row make a stuck loop.
 pub const STUCK_AFTER: usize = 3;
@@ -237,6 +281,10 @@ pub enum Event {
     Resume,
     /// A person cancelled the task.
     Cancel,
+    /// A release train merged the branch into `main`.
+    Released,
+    /// A release train left the branch out (it conflicts or breaks the tests).
+    Excluded,
 }
 
 /// The counters [`transition`] decides with.
@@ -248,6 +296,8 @@ pub struct Counters {
     pub impl_attempts: u32,
     /// Failure signatures of the implementation attempts, oldest first, this one included.
     pub signatures: Vec<String>,
+    /// Times a release train sent the task back to rebase, not counting this one.
+    pub rebases: u32,
 }
 
 /// Why a transition was refused: the event makes no sense in that status.
@@ -280,15 +330,20 @@ pub fn transition(from: Status, event: &Event, n: &Counters) -> Result<Status, B
         })
     };
     match (from, event) {
-        (Done | Failed | Blocked, _) => bad(),
+        (Merged | Failed | Blocked, _) => bad(),
         (_, Event::Cancel) => Ok(Blocked),
         (Backlog, Event::Prepared) => Ok(Spec),
         (Backlog, _) => bad(),
         (Retry, Event::Resume) => Ok(Impl),
         (Retry, _) => bad(),
-        (Spec | Qa | Impl | Test, Event::Prepared | Event::Resume) => bad(),
-        (Spec | Qa | Impl | Test, Event::Passed) => Ok(phase(from).next),
-        (Spec | Qa | Impl | Test, Event::Missed { .. }) => {
+        (Done, Event::Released) => Ok(Merged),
+        (Done, Event::Excluded) if n.rebases < MAX_REBASES => Ok(Rebase),
+        (Done, Event::Excluded) => Ok(Failed),
+        (Done, _) => bad(),
+        (Spec | Qa | Impl | Test | Rebase, Event::Prepared | Event::Resume) => bad(),
+        (Spec | Qa | Impl | Test | Rebase, Event::Released | Event::Excluded) => bad(),
+        (Spec | Qa | Impl | Test | Rebase, Event::Passed) => Ok(phase(from).next),
+        (Spec | Qa | Impl | Test | Rebase, Event::Missed { .. }) => {
             let spec = phase(from);
             Ok(match spec.on_failure {
                 OnFailure::Repeat if n.phase_attempts < spec.max_attempts => from,
@@ -323,6 +378,7 @@ mod tests {
             phase_attempts: phase,
             impl_attempts: implementation,
             signatures: signatures.iter().map(|s| s.to_string()).collect(),
+            rebases: 0,
         }
     }
 
@@ -334,7 +390,13 @@ mod tests {
 
     #[test]
     fn every_working_phase_has_a_row() {
-        for status in [Status::Spec, Status::Qa, Status::Impl, Status::Test] {
+        for status in [
+            Status::Spec,
+            Status::Qa,
+            Status::Impl,
+            Status::Test,
+            Status::Rebase,
+        ] {
             assert_eq!(status.spec().map(|p| p.status), Some(status));
         }
     }
@@ -345,11 +407,15 @@ mod tests {
         let mut status = transition(Status::Backlog, &Event::Prepared, &none).unwrap();
         let mut seen = vec![status];
         while !status.is_terminal() {
-            status = transition(status, &Event::Passed, &none).unwrap();
+            let event = match status {
+                Status::Done => Event::Released,
+                _ => Event::Passed,
+            };
+            status = transition(status, &event, &none).unwrap();
             seen.push(status);
         }
         use Status::*;
-        assert_eq!(seen, [Spec, Qa, Impl, Test, Done]);
+        assert_eq!(seen, [Spec, Qa, Impl, Test, Done, Merged]);
     }
 
     #[test]
@@ -394,9 +460,44 @@ mod tests {
     }
 
     #[test]
+    fn a_train_merges_a_done_task_or_sends_it_to_rebase_at_most_three_times() {
+        let mut c = Counters::default();
+        assert_eq!(
+            transition(Status::Done, &Event::Released, &c),
+            Ok(Status::Merged)
+        );
+        assert_eq!(
+            transition(Status::Done, &Event::Excluded, &c),
+            Ok(Status::Rebase)
+        );
+        c.rebases = MAX_REBASES;
+        assert_eq!(
+            transition(Status::Done, &Event::Excluded, &c),
+            Ok(Status::Failed)
+        );
+        assert_eq!(
+            transition(Status::Rebase, &Event::Passed, &c),
+            Ok(Status::Done)
+        );
+        assert_eq!(
+            transition(Status::Rebase, &missed(), &n(1, 1, &["a"])),
+            Ok(Status::Retry)
+        );
+        assert!(transition(Status::Done, &Event::Passed, &c).is_err());
+        assert!(transition(Status::Test, &Event::Released, &c).is_err());
+    }
+
+    #[test]
     fn terminal_statuses_refuse_every_event() {
-        for from in [Status::Done, Status::Failed, Status::Blocked] {
-            for event in [Event::Passed, Event::Prepared, Event::Resume, Event::Cancel] {
+        for from in [Status::Merged, Status::Failed, Status::Blocked] {
+            for event in [
+                Event::Passed,
+                Event::Prepared,
+                Event::Resume,
+                Event::Cancel,
+                Event::Released,
+                Event::Excluded,
+            ] {
                 assert!(transition(from, &event, &Counters::default()).is_err());
             }
         }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use supervisors::snapshot::{Persister, Snapshot};
 use supervisors::{ActorStats, BreakerPolicy, ChildSpec, StartCtx, SupervisorError, SupervisorRef};
 
+use crate::pipeline::phase::Status;
 pub use crate::pipeline::task::state::TaskSummary;
 use crate::pipeline::task::state::{NewTask, TaskSnapshot};
 use crate::pipeline::task::{Reporter, Task, TaskArgs, TaskDeps, TaskMsg};
@@ -65,12 +66,15 @@ pub struct RepoArgs {
     pub deps: TaskDeps,
     pub tasks: SupervisorRef,
     pub stats: Option<Arc<ActorStats>>,
+    /// Called when a task reaches `done` (the release train listens).
+    pub on_done: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 pub struct Repo;
 
 pub struct RepoState {
     deps: TaskDeps,
+    on_done: Option<Arc<dyn Fn() + Send + Sync>>,
     tasks: SupervisorRef,
     persister: Persister<RepoSnapshot>,
     snap: RepoSnapshot,
@@ -91,6 +95,7 @@ impl Actor for Repo {
             Persister::restore(args.deps.store.clone(), key, args.stats).await?;
         Ok(RepoState {
             deps: args.deps,
+            on_done: args.on_done,
             tasks: args.tasks,
             persister,
             snap: restored.unwrap_or_default(),
@@ -134,8 +139,13 @@ impl Actor for Repo {
                 if let Some(entry) = state.snap.tasks.get_mut(&summary.id)
                     && entry.summary != summary
                 {
+                    let finished =
+                        summary.status == Status::Done && entry.summary.status != Status::Done;
                     entry.summary = summary;
                     state.persister.save(&state.snap).await?;
+                    if finished && let Some(on_done) = &state.on_done {
+                        on_done();
+                    }
                 }
             }
             RepoMsg::List(reply) => {

@@ -8,6 +8,7 @@
 //! announced, and the next step starts. A restarted task re-runs the phase it was in.
 
 pub mod prompt;
+mod rebase;
 pub mod state;
 pub mod step;
 
@@ -64,10 +65,16 @@ impl RepoDeps {
     /// actors: running tasks hold them, and new ones must take turns with those.
     pub fn phase_locks() -> PhaseLocks {
         Arc::new(
-            [Status::Spec, Status::Qa, Status::Impl, Status::Test]
-                .into_iter()
-                .map(|s| (s, Arc::new(Semaphore::new(1))))
-                .collect(),
+            [
+                Status::Spec,
+                Status::Qa,
+                Status::Impl,
+                Status::Test,
+                Status::Rebase,
+            ]
+            .into_iter()
+            .map(|s| (s, Arc::new(Semaphore::new(1))))
+            .collect(),
         )
     }
 
@@ -119,6 +126,18 @@ pub enum TaskMsg {
     Get(RpcReplyPort<TaskSnapshot>),
     /// Stops the task where it is (blocked, with the reason).
     Cancel(String, RpcReplyPort<Result<(), String>>),
+    /// A release train's verdict on the task's branch (the task must be `done`). Saying
+    /// the same again is fine: a train resumed after a crash repeats its verdicts.
+    Release(Verdict, RpcReplyPort<Result<(), String>>),
+}
+
+/// What a release train decided about a task's branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Merged into `main` by this merge commit.
+    Merged { commit: String },
+    /// Left out, and why; the task goes back to rebase.
+    Excluded { reason: String },
 }
 
 /// The store key of a task.
@@ -198,6 +217,10 @@ impl Actor for Task {
                 let result = state.cancel(why).await;
                 let _ = reply.send(result);
             }
+            TaskMsg::Release(verdict, reply) => {
+                let result = state.release(&myself, verdict).await;
+                let _ = reply.send(result);
+            }
             // A step or timer of a state that has passed.
             _ => {}
         }
@@ -211,7 +234,7 @@ impl TaskState {
         self.generation += 1;
         let generation = self.generation;
         match self.snap.status {
-            status if status.is_terminal() => {}
+            status if status.is_at_rest() => {}
             Status::Retry => {
                 let n = self.snap.impl_attempts.saturating_sub(1).min(10);
                 let wait = self.deps.settings.retry_backoff * 2u32.pow(n);
@@ -316,6 +339,63 @@ impl TaskState {
         self.snap = snap;
         self.report();
         self.announce(from, to, &why);
+        Ok(())
+    }
+
+    async fn release(
+        &mut self,
+        myself: &ActorRef<TaskMsg>,
+        verdict: Verdict,
+    ) -> Result<(), String> {
+        let (id, from) = (self.snap.id, self.snap.status);
+        match (&verdict, from) {
+            (Verdict::Merged { commit }, Status::Merged)
+                if self.snap.merged.as_deref() == Some(commit.as_str()) =>
+            {
+                return Ok(());
+            }
+            (Verdict::Excluded { .. }, Status::Rebase) => return Ok(()),
+            (_, Status::Done) => {}
+            _ => return Err(format!("task #{id} is {from}, not done")),
+        }
+        let mut snap = self.snap.clone();
+        let (event, note) = match verdict {
+            Verdict::Merged { commit } => {
+                let note = format!("merged into main ({})", &commit[..commit.len().min(10)]);
+                snap.merged = Some(commit);
+                (Event::Released, note)
+            }
+            Verdict::Excluded { reason } => {
+                snap.feedback = Some(format!(
+                    "The release train left this branch out: {reason}. It is being rebased \
+                     onto the new main."
+                ));
+                (
+                    Event::Excluded,
+                    format!("left out of the release: {reason}"),
+                )
+            }
+        };
+        let to = transition(from, &event, &snap.counters()).map_err(|e| e.to_string())?;
+        if to == Status::Rebase {
+            snap.rebases += 1;
+        }
+        if to == Status::Failed {
+            snap.reason = Some(format!(
+                "{note}; it was rebased {} times already",
+                snap.rebases
+            ));
+        }
+        snap.move_to(to, note.clone(), now_ms());
+        self.persister
+            .save(&snap)
+            .await
+            .map_err(|e| format!("could not save the task: {e}"))?;
+        self.snap = snap;
+        tracing::info!(task = id, %from, %to, "{note}");
+        self.report();
+        self.announce(from, to, &note);
+        self.next(myself);
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 use super::state::TaskSnapshot;
 
 /// Replaces `{title}`, `{description}`, `{spec_file}`, `{test_cmd}`, `{attempt}`,
-/// `{qa_files}` and `{feedback}`. Values are inserted once, in one pass, so a task title that
+/// `{qa_files}`, `{conflicts}` and `{feedback}`. Values are inserted once, in one pass, so a task title that
 /// contains `{feedback}` stays literal text.
 pub fn render(template: &str, snap: &TaskSnapshot, test_cmd: &str) -> String {
     let description = if snap.task.description.trim().is_empty() {
@@ -29,6 +29,7 @@ pub fn render(template: &str, snap: &TaskSnapshot, test_cmd: &str) -> String {
             "test_cmd" => test_cmd.to_owned(),
             "attempt" => snap.impl_attempts.to_string(),
             "qa_files" => qa_files.clone(),
+            "conflicts" => snap.conflicts.join(", "),
             "feedback" => feedback.clone(),
             _ => return None,
         })

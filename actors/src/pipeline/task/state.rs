@@ -1,4 +1,5 @@
-//! A task's durable state: [`TaskSnapshot`], saved at every transition (format 1).
+//! A task's durable state: [`TaskSnapshot`], saved at every transition (format 2; format 1,
+//! from before release trains, still loads).
 //!
 //! Everything a restarted task needs is here: where it is, its branch and worktree, the
 //! session to resume, the frozen QA tests, the attempts and failure signatures, and a bounded
@@ -8,7 +9,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use supervisors::snapshot::Snapshot;
+use supervisors::snapshot::{Snapshot, SnapshotError, decode_payload};
 
 use crate::pipeline::phase::{Counters, Status};
 
@@ -103,10 +104,88 @@ pub struct TaskSnapshot {
     pub reason: Option<String>,
     pub cost_usd: f64,
     pub history: Vec<Transition>,
+    /// Times a release train sent the task back to rebase.
+    pub rebases: u32,
+    /// The merge commit on `main`, once a train merged the branch.
+    pub merged: Option<String>,
+    /// The files in conflict where the current rebase stopped (for the worker's prompt).
+    pub conflicts: Vec<String>,
 }
 
 impl Snapshot for TaskSnapshot {
-    const VERSION: u16 = 1;
+    const VERSION: u16 = 2;
+
+    fn upgrade(version: u16, payload: &[u8]) -> Result<Self, SnapshotError> {
+        match version {
+            1 => Ok(decode_payload::<v1::TaskSnapshot>(payload)?.into()),
+            v => Err(SnapshotError::UnknownVersion(v)),
+        }
+    }
+}
+
+/// Format version 1, frozen: tasks before release trains.
+mod v1 {
+    use std::path::PathBuf;
+
+    use serde::{Deserialize, Serialize};
+
+    use super::{NewTask, Status, Transition};
+
+    #[derive(Serialize, Deserialize)]
+    pub struct TaskSnapshot {
+        pub id: u64,
+        pub task: NewTask,
+        pub status: Status,
+        pub created_ms: u64,
+        pub updated_ms: u64,
+        pub worktree: Option<PathBuf>,
+        pub branch: Option<String>,
+        pub base: Option<String>,
+        pub session_id: Option<String>,
+        pub phase_base: Option<String>,
+        pub waiting: Option<String>,
+        pub phase_attempts: u32,
+        pub impl_attempts: u32,
+        pub signatures: Vec<String>,
+        pub qa_files: Vec<String>,
+        pub qa_hash: Option<String>,
+        pub qa_commit: Option<String>,
+        pub feedback: Option<String>,
+        pub reason: Option<String>,
+        pub cost_usd: f64,
+        pub history: Vec<Transition>,
+    }
+
+    impl From<TaskSnapshot> for super::TaskSnapshot {
+        fn from(v: TaskSnapshot) -> Self {
+            Self {
+                id: v.id,
+                task: v.task,
+                status: v.status,
+                created_ms: v.created_ms,
+                updated_ms: v.updated_ms,
+                worktree: v.worktree,
+                branch: v.branch,
+                base: v.base,
+                session_id: v.session_id,
+                phase_base: v.phase_base,
+                waiting: v.waiting,
+                phase_attempts: v.phase_attempts,
+                impl_attempts: v.impl_attempts,
+                signatures: v.signatures,
+                qa_files: v.qa_files,
+                qa_hash: v.qa_hash,
+                qa_commit: v.qa_commit,
+                feedback: v.feedback,
+                reason: v.reason,
+                cost_usd: v.cost_usd,
+                history: v.history,
+                rebases: 0,
+                merged: None,
+                conflicts: Vec::new(),
+            }
+        }
+    }
 }
 
 impl TaskSnapshot {
@@ -133,6 +212,9 @@ impl TaskSnapshot {
             reason: None,
             cost_usd: 0.0,
             history: Vec::new(),
+            rebases: 0,
+            merged: None,
+            conflicts: Vec::new(),
         }
     }
 
@@ -141,6 +223,7 @@ impl TaskSnapshot {
             phase_attempts: self.phase_attempts,
             impl_attempts: self.impl_attempts,
             signatures: self.signatures.clone(),
+            rebases: self.rebases,
         }
     }
 
@@ -233,6 +316,44 @@ mod tests {
         snap.push_signature("abc".into());
         let back: TaskSnapshot = decode(&encode(&snap)).unwrap();
         assert_eq!(back, snap);
+    }
+
+    impl Snapshot for v1::TaskSnapshot {
+        const VERSION: u16 = 1;
+    }
+
+    #[test]
+    fn format_1_still_loads() {
+        // A v1 snapshot as the previous release wrote it.
+        let old = sample();
+        let v1 = v1::TaskSnapshot {
+            id: old.id,
+            task: old.task.clone(),
+            status: Status::Done,
+            created_ms: 1000,
+            updated_ms: 1000,
+            worktree: None,
+            branch: Some("borg/task-7".into()),
+            base: None,
+            session_id: None,
+            phase_base: None,
+            waiting: None,
+            phase_attempts: 0,
+            impl_attempts: 2,
+            signatures: vec![],
+            qa_files: vec![],
+            qa_hash: None,
+            qa_commit: None,
+            feedback: None,
+            reason: None,
+            cost_usd: 0.5,
+            history: vec![],
+        };
+        let back: TaskSnapshot = decode(&encode(&v1)).unwrap();
+        assert_eq!(back.status, Status::Done);
+        assert_eq!(back.impl_attempts, 2);
+        assert_eq!(back.branch.as_deref(), Some("borg/task-7"));
+        assert_eq!((back.rebases, back.merged), (0, None));
     }
 
     #[test]

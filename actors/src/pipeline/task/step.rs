@@ -29,7 +29,7 @@ pub enum StepResult {
     Stalled { reason: String },
 }
 
-fn advance(snap: TaskSnapshot, event: Event, note: impl Into<String>) -> StepResult {
+pub(super) fn advance(snap: TaskSnapshot, event: Event, note: impl Into<String>) -> StepResult {
     StepResult::Advance {
         snap: Box::new(snap),
         event,
@@ -37,14 +37,14 @@ fn advance(snap: TaskSnapshot, event: Event, note: impl Into<String>) -> StepRes
     }
 }
 
-fn stalled(reason: impl Into<String>) -> StepResult {
+pub(super) fn stalled(reason: impl Into<String>) -> StepResult {
     StepResult::Stalled {
         reason: reason.into(),
     }
 }
 
 /// Runs a blocking git operation off the async workers.
-async fn git<T: Send + 'static>(
+pub(super) async fn git<T: Send + 'static>(
     vcs: &Arc<dyn Vcs>,
     op: impl FnOnce(&dyn Vcs) -> Result<T, VcsError> + Send + 'static,
 ) -> Result<T, VcsError> {
@@ -61,8 +61,9 @@ pub async fn run(deps: Arc<TaskDeps>, snap: TaskSnapshot) -> StepResult {
         Status::Backlog => prepare(&deps, snap).await,
         Status::Spec | Status::Qa | Status::Impl => agent_phase(&deps, snap).await,
         Status::Test => test_phase(&deps, snap).await,
+        Status::Rebase => super::rebase::run(&deps, snap).await,
         // The actor handles these without a step.
-        Status::Retry | Status::Done | Status::Failed | Status::Blocked => {
+        Status::Retry | Status::Done | Status::Merged | Status::Failed | Status::Blocked => {
             stalled(format!("no step for status {}", snap.status))
         }
     };
@@ -101,19 +102,19 @@ async fn prepare(deps: &TaskDeps, mut snap: TaskSnapshot) -> StepResult {
     }
 }
 
-fn worktree(snap: &TaskSnapshot) -> Result<PathBuf, StepResult> {
+pub(super) fn worktree(snap: &TaskSnapshot) -> Result<PathBuf, StepResult> {
     snap.worktree
         .clone()
         .ok_or_else(|| stalled("the task has no worktree yet"))
 }
 
 /// Waits for this repository's turn at `status` (one task per phase per repository).
-async fn phase_turn(deps: &TaskDeps, status: Status) -> Option<OwnedSemaphorePermit> {
+pub(super) async fn phase_turn(deps: &TaskDeps, status: Status) -> Option<OwnedSemaphorePermit> {
     let lock = deps.repo.locks.get(&status)?.clone();
     lock.acquire_owned().await.ok()
 }
 
-async fn agent_phase(deps: &TaskDeps, mut snap: TaskSnapshot) -> StepResult {
+async fn agent_phase(deps: &TaskDeps, snap: TaskSnapshot) -> StepResult {
     let Some(spec) = snap.status.spec() else {
         return stalled("not an agent phase");
     };
@@ -122,14 +123,36 @@ async fn agent_phase(deps: &TaskDeps, mut snap: TaskSnapshot) -> StepResult {
         Err(stall) => return stall,
     };
     let _turn = phase_turn(deps, snap.status).await;
+    let snap = match run_agent(deps, snap, spec, &wt).await {
+        Ok(snap) => snap,
+        Err(early) => return early,
+    };
+    match spec.artifact {
+        Artifact::SpecFile => check_spec(deps, snap, &wt).await,
+        Artifact::RedTests => check_red_tests(deps, snap, &wt).await,
+        Artifact::Commit => check_commit(deps, snap, &wt).await,
+        Artifact::GreenTests => stalled("green tests are checked by the test phase"),
+        Artifact::Rebased => stalled("rebases are checked by the rebase phase"),
+    }
+}
+
+/// Runs the phase's agent in the worktree, holding an agent slot, and counts the attempt.
+/// `Err` is the step's result when the run did not end well: stalled when the sandbox or
+/// the model API is unavailable (nothing counted), a miss when the agent failed.
+pub(super) async fn run_agent(
+    deps: &TaskDeps,
+    mut snap: TaskSnapshot,
+    spec: &PhaseSpec,
+    wt: &Path,
+) -> Result<TaskSnapshot, StepResult> {
     let Some(_slot) = crate::slots::acquire(&deps.slots, format!("task {}", snap.id)).await else {
-        return stalled("the agent slots are not running");
+        return Err(stalled("the agent slots are not running"));
     };
     snap.phase_attempts += 1;
     if snap.status == Status::Impl {
         snap.impl_attempts += 1;
     }
-    let request = agent_request(deps, &snap, spec, &wt);
+    let request = agent_request(deps, &snap, spec, wt);
     let (id, phase) = (snap.id, snap.status);
     let progress = Box::new(move |p: AgentProgress| match p {
         AgentProgress::ToolUse { summary, .. } => tracing::info!(task = id, %phase, "{summary}"),
@@ -147,33 +170,25 @@ async fn agent_phase(deps: &TaskDeps, mut snap: TaskSnapshot) -> StepResult {
     }
     snap.cost_usd += outcome.cost_usd.unwrap_or(0.0);
     match outcome.error {
+        None => Ok(snap),
         // The sandbox refused or is unreachable: not the agent's failure.
-        Some(AgentError::Spawn(why)) => {
-            return stalled(format!("the agent could not start: {why}"));
-        }
+        Some(AgentError::Spawn(why)) => Err(stalled(format!("the agent could not start: {why}"))),
         // The model API is down or overloaded (the CLI already retried): wait it out
         // rather than spend the task's attempts on an outage.
         Some(AgentError::Api {
             status, message, ..
         }) if status.is_none_or(|s| s == 429 || s >= 500) => {
-            return stalled(format!("the model API is unavailable: {message}"));
+            Err(stalled(format!("the model API is unavailable: {message}")))
         }
         Some(error) => {
             let what = format!("the {} agent failed: {error}", spec.status);
             let sig = signature(&what);
             snap.feedback = Some(format!("The previous attempt ended early: {error}."));
-            if snap.status == Status::Impl {
+            if matches!(snap.status, Status::Impl | Status::Rebase) {
                 snap.push_signature(sig.clone());
             }
-            return advance(snap, Event::Missed { signature: sig }, what);
+            Err(advance(snap, Event::Missed { signature: sig }, what))
         }
-        None => {}
-    }
-    match spec.artifact {
-        Artifact::SpecFile => check_spec(deps, snap, &wt).await,
-        Artifact::RedTests => check_red_tests(deps, snap, &wt).await,
-        Artifact::Commit => check_commit(deps, snap, &wt).await,
-        Artifact::GreenTests => stalled("green tests are checked by the test phase"),
     }
 }
 
@@ -221,7 +236,11 @@ async fn check_spec(deps: &TaskDeps, mut snap: TaskSnapshot, wt: &Path) -> StepR
     }
 }
 
-async fn run_tests(deps: &TaskDeps, snap: &TaskSnapshot, wt: &Path) -> Result<TestOutcome, String> {
+pub(super) async fn run_tests(
+    deps: &TaskDeps,
+    snap: &TaskSnapshot,
+    wt: &Path,
+) -> Result<TestOutcome, String> {
     let request = TestRequest {
         owner: format!("task-{}", snap.id),
         workdir: wt.to_path_buf(),
@@ -411,6 +430,6 @@ async fn test_phase(deps: &TaskDeps, mut snap: TaskSnapshot) -> StepResult {
     advance(snap, Event::Missed { signature: sig }, what)
 }
 
-fn short(commit: &str) -> &str {
+pub(super) fn short(commit: &str) -> &str {
     &commit[..commit.len().min(10)]
 }
