@@ -17,6 +17,7 @@ pub mod logging;
 pub mod model;
 pub mod pipeline;
 pub mod sandbox;
+pub mod self_update;
 pub mod status;
 pub mod store;
 pub mod tasks_cli;

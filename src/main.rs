@@ -1,11 +1,17 @@
 //! The `borg` command: `borg run` (the default) starts the daemon; `borg status` asks a running
 //! daemon, or reads the store when none runs; `borg version`; `borg config` prints every
 //! setting with its current value.
+//!
+//! After a self-update (see `borg::self_update`) `borg run` is the new binary, started with
+//! `BORG_FALLBACK` naming the previous one: if it cannot start (a setting it refuses, a
+//! store it cannot open, a tree that does not come up), it execs the previous binary
+//! instead. Once the daemon is up, `BORG_FALLBACK` is no longer looked at.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use borg::config::{Config, VARIABLES};
+use borg::self_update::FALLBACK_VAR;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -102,10 +108,18 @@ fn main() -> ExitCode {
         println!("borg {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
+    // Read once, here: only a start that fails falls back, never a later error.
+    let fallback = match command {
+        Command::Run => std::env::var_os(FALLBACK_VAR).map(PathBuf::from),
+        _ => None,
+    };
     let config = match Config::load(&cli.dir) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("borg: {e}");
+            if let Some(previous) = &fallback {
+                fall_back(previous, &e.to_string());
+            }
             return ExitCode::from(e.exit_code());
         }
     };
@@ -116,6 +130,9 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("borg: cannot start the async runtime: {e}");
+            if let Some(previous) = &fallback {
+                fall_back(previous, &format!("cannot start the async runtime: {e}"));
+            }
             return ExitCode::FAILURE;
         }
     };
@@ -127,6 +144,9 @@ fn main() -> ExitCode {
                 Err(e) => {
                     tracing::error!("{e}");
                     eprintln!("borg: {e}");
+                    if let Some(previous) = fallback.filter(|_| e.before_start()) {
+                        fall_back(&previous, &e.to_string());
+                    }
                     ExitCode::FAILURE
                 }
             }
@@ -152,6 +172,26 @@ fn main() -> ExitCode {
         }
         Command::Version => unreachable!("handled above"),
     }
+}
+
+/// This binary, just restarted into by a self-update, cannot start: exec the previous one.
+/// Returns only if that fails too.
+fn fall_back(previous: &std::path::Path, why: &str) {
+    let loud = format!(
+        "borg: THE NEW BINARY CANNOT START ({why}); falling back to {}",
+        previous.display()
+    );
+    tracing::error!("{loud}");
+    eprintln!("{loud}");
+    let err = borg::self_update::fall_back(previous, why);
+    tracing::error!(
+        "cannot start the previous binary {}: {err}",
+        previous.display()
+    );
+    eprintln!(
+        "borg: cannot start the previous binary {} either: {err}",
+        previous.display()
+    );
 }
 
 fn print_config(config: &Config) {

@@ -55,7 +55,11 @@ pub fn root_spec(args: TreeArgs) -> SupervisorSpec {
         store: std::sync::Arc::new(args.store.clone()),
         runner: args.runners.agent.clone(),
         tests: args.runners.test.clone(),
-        on_primary_release: None,
+        // Self-update listens to releases of PIPELINE_REPO when it is borg's own source.
+        on_primary_release: crate::self_update::enabled(&args.config).then(|| {
+            std::sync::Arc::new(|commit: &str| crate::self_update::trigger(commit.to_owned()))
+                as actors::pipeline::train::ReleaseHook
+        }),
     };
     let pipeline_settings = crate::pipeline::settings(&args.config);
     let slots = args.config.max_concurrent_agents as usize;

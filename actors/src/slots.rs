@@ -4,6 +4,10 @@
 //! Requests wait in one FIFO queue, so whoever asked first runs first, chat or pipeline alike.
 //! A granted slot is a [`SlotGuard`]: dropping it — when the run ends, fails, panics or its
 //! task is aborted — gives the slot back, so a slot cannot leak with its holder.
+//!
+//! Before a restart (a self-update) the daemon drains the slots: from then on no slot is
+//! granted, and the drain is answered once the last held slot is given back. Waiters are not
+//! refused: they keep waiting, and end with the shutdown that follows the drain.
 
 use std::collections::VecDeque;
 
@@ -18,6 +22,8 @@ pub enum SlotsMsg {
     Release(u64),
     /// How many are running and waiting.
     Usage(RpcReplyPort<SlotUsage>),
+    /// Stop granting slots for good; the reply comes once no slot is held.
+    Drain(RpcReplyPort<()>),
 }
 
 /// A snapshot of the limit's use.
@@ -56,12 +62,18 @@ pub struct SlotsState {
     next_id: u64,
     running: Vec<(u64, String)>,
     waiting: VecDeque<(String, RpcReplyPort<SlotGuard>)>,
+    /// Set by the first `Drain`: nothing is granted any more. Holds the drains still waiting
+    /// for the running slots to be given back.
+    draining: Option<Vec<RpcReplyPort<()>>>,
 }
 
 impl SlotsState {
     /// Grants slots to waiters while any are free. A waiter that stopped waiting (its reply
     /// port is closed) is skipped and its slot goes to the next one.
     fn grant(&mut self, myself: &ActorRef<SlotsMsg>) {
+        if self.draining.is_some() {
+            return;
+        }
         while self.running.len() < self.limit {
             let Some((who, reply)) = self.waiting.pop_front() else {
                 return;
@@ -79,6 +91,19 @@ impl SlotsState {
             // If the requester left after the check, the guard comes back inside the error
             // and releases the slot as it is dropped here.
             let _ = reply.send(guard);
+        }
+    }
+
+    /// Answers the waiting drains if no slot is held any more.
+    fn answer_drains(&mut self) {
+        if !self.running.is_empty() {
+            return;
+        }
+        if let Some(drains) = &mut self.draining {
+            for reply in drains.drain(..) {
+                // A drain that stopped waiting (timed out) needs no answer.
+                let _ = reply.send(());
+            }
         }
     }
 }
@@ -99,6 +124,7 @@ impl Actor for AgentSlots {
             next_id: 1,
             running: Vec::new(),
             waiting: VecDeque::new(),
+            draining: None,
         })
     }
 
@@ -116,6 +142,11 @@ impl Actor for AgentSlots {
             SlotsMsg::Release(id) => {
                 state.running.retain(|(held, _)| *held != id);
                 state.grant(&myself);
+                state.answer_drains();
+            }
+            SlotsMsg::Drain(reply) => {
+                state.draining.get_or_insert_with(Vec::new).push(reply);
+                state.answer_drains();
             }
             SlotsMsg::Usage(reply) => {
                 let _ = reply.send(SlotUsage {
@@ -138,5 +169,67 @@ pub async fn acquire(slots: &ActorRef<SlotsMsg>, who: impl Into<String>) -> Opti
     {
         Ok(ractor::rpc::CallResult::Success(guard)) => Some(guard),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    async fn usage(slots: &ActorRef<SlotsMsg>) -> SlotUsage {
+        ractor::call!(slots, SlotsMsg::Usage).unwrap()
+    }
+
+    #[tokio::test]
+    async fn drain_answers_once_held_slots_are_back_and_grants_nothing_more() {
+        let (slots, _) = Actor::spawn(None, AgentSlots, 1).await.unwrap();
+        let held = acquire(&slots, "first").await.unwrap();
+        let waiter = tokio::spawn({
+            let slots = slots.clone();
+            async move { acquire(&slots, "second").await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut drain = tokio::spawn({
+            let slots = slots.clone();
+            async move { ractor::call!(slots, SlotsMsg::Drain) }
+        });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), &mut drain)
+                .await
+                .is_err(),
+            "the drain waits while a slot is held"
+        );
+
+        drop(held);
+        drain.await.unwrap().unwrap();
+        // The waiter is not granted the freed slot: it keeps waiting for the shutdown.
+        let now = usage(&slots).await;
+        assert_eq!((now.running.len(), now.waiting), (0, 1));
+        assert!(!waiter.is_finished());
+        // A later request waits too, and a second drain is answered at once.
+        let late = tokio::spawn({
+            let slots = slots.clone();
+            async move { acquire(&slots, "late").await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        ractor::call!(slots, SlotsMsg::Drain).unwrap();
+        assert_eq!(usage(&slots).await.waiting, 2);
+
+        slots.stop(None);
+        assert!(
+            waiter.await.unwrap().is_none(),
+            "waiters end with the actor"
+        );
+        assert!(late.await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn drain_with_no_slot_held_answers_at_once() {
+        let (slots, _) = Actor::spawn(None, AgentSlots, 2).await.unwrap();
+        // call_t! fails if no answer comes within the time.
+        ractor::call_t!(slots, SlotsMsg::Drain, 5_000).expect("answered at once");
+        slots.stop(None);
     }
 }

@@ -25,6 +25,9 @@ enum Request {
         #[serde(default)]
         description: String,
     },
+    /// Rebuild and restart borg for the head of `PIPELINE_REPO`'s main, as a release would
+    /// (`crate::self_update`); answers once the update is queued.
+    SelfUpdate,
 }
 
 pub(super) fn error(message: String) -> Value {
@@ -80,6 +83,10 @@ pub(super) async fn answer(line: &str, args: &ControlArgs) -> Value {
                 }
             }
             None => error(NO_PIPELINE.into()),
+        },
+        Request::SelfUpdate => match crate::self_update::trigger_head().await {
+            Ok(commit) => json!({"ok": true, "commit": commit}),
+            Err(why) => error(why),
         },
     }
 }

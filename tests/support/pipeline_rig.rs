@@ -346,3 +346,36 @@ pub fn path(task: &TaskSnapshot) -> Vec<Status> {
     }
     out
 }
+
+impl PipelineRig {
+    /// (Re)starts repository `repo`'s seeder with `settings` (a short cooldown, say) in place
+    /// of the configured one, under the repository's supervisor as the wiring does; it keeps
+    /// the configured seeder's snapshot, if one ran.
+    pub async fn seeder(&self, repo: &str, settings: actors::pipeline::seed::SeedSettings) {
+        use actors::pipeline::seed::{self, SeedDeps};
+        let supervisor = self
+            .tree
+            .child(&format!("repo:{repo}"))
+            .await
+            .expect("the pipeline supervisor answers")
+            .expect("the repository's supervisor runs");
+        let supervisor = SupervisorRef::new(supervisor.into());
+        // Not there when AUTO_SEED is off.
+        let _ = supervisor.terminate_child(seed::CHILD_ID).await;
+        let _ = supervisor.delete_child(seed::CHILD_ID).await;
+        let vcs = borg::git::GitRepo::open(repo, self.repo_path(repo)).expect("the repo opens");
+        let deps = SeedDeps {
+            repo: repo.to_owned(),
+            vcs: Arc::new(vcs),
+            pipeline: Arc::new(self.settings.clone()),
+            runner: self.agent.clone(),
+            slots: self.slots.clone(),
+            store: Arc::new(self.store.clone()),
+        };
+        let spec = seed::child_spec(repo, settings, move || std::future::ready(Ok(deps.clone())));
+        supervisor
+            .start_child(spec)
+            .await
+            .expect("the seeder starts");
+    }
+}

@@ -123,6 +123,17 @@ pub trait Vcs: Send + Sync + 'static {
     fn rebase_abort(&self, worktree: &Path) -> Result<(), VcsError>;
 }
 
+/// Runs a blocking git operation of `vcs` off the async workers (`spawn_blocking`).
+pub async fn git<T: Send + 'static>(
+    vcs: &std::sync::Arc<dyn Vcs>,
+    op: impl FnOnce(&dyn Vcs) -> Result<T, VcsError> + Send + 'static,
+) -> Result<T, VcsError> {
+    let vcs = vcs.clone();
+    tokio::task::spawn_blocking(move || op(vcs.as_ref()))
+        .await
+        .unwrap_or_else(|e| Err(VcsError(format!("git operation panicked: {e}"))))
+}
+
 /// How [`Vcs::merge`] went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MergeOutcome {

@@ -14,7 +14,7 @@ use super::TaskDeps;
 use super::state::{FAILURE_TAIL_BYTES, TaskSnapshot, signature, tail};
 use crate::agent::{AgentError, AgentProgress, AgentRequest};
 use crate::pipeline::phase::{Artifact, Event, PhaseSpec, Status};
-use crate::pipeline::ports::{TestOutcome, TestRequest, Vcs, VcsError};
+use crate::pipeline::ports::{TestOutcome, TestRequest};
 
 /// What a step produced.
 #[derive(Debug)]
@@ -43,16 +43,7 @@ pub(super) fn stalled(reason: impl Into<String>) -> StepResult {
     }
 }
 
-/// Runs a blocking git operation off the async workers.
-pub(super) async fn git<T: Send + 'static>(
-    vcs: &Arc<dyn Vcs>,
-    op: impl FnOnce(&dyn Vcs) -> Result<T, VcsError> + Send + 'static,
-) -> Result<T, VcsError> {
-    let vcs = vcs.clone();
-    tokio::task::spawn_blocking(move || op(vcs.as_ref()))
-        .await
-        .unwrap_or_else(|e| Err(VcsError(format!("git operation panicked: {e}"))))
-}
+pub(super) use crate::pipeline::ports::git;
 
 /// Runs the step of `snap.status`. The result carries the branch head as the next phase's
 /// base ([`TaskSnapshot::phase_base`]).

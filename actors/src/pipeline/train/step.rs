@@ -18,7 +18,7 @@ use ractor::ActorRef;
 use super::TrainDeps;
 use super::state::{CANDIDATE, Digest, Entry, Outcome, Stage, TrainRun, short};
 use crate::failpoint::failpoint;
-use crate::pipeline::ports::{MergeOutcome, TestRequest, Vcs, VcsError};
+use crate::pipeline::ports::{MergeOutcome, TestRequest};
 use crate::pipeline::repo::{RepoMsg, repo_actor_name};
 use crate::pipeline::task::state::tail;
 use crate::pipeline::task::{TaskMsg, Verdict};
@@ -37,15 +37,7 @@ pub enum StepResult {
     Abandoned(String),
 }
 
-async fn git<T: Send + 'static>(
-    vcs: &Arc<dyn Vcs>,
-    op: impl FnOnce(&dyn Vcs) -> Result<T, VcsError> + Send + 'static,
-) -> Result<T, VcsError> {
-    let vcs = vcs.clone();
-    tokio::task::spawn_blocking(move || op(vcs.as_ref()))
-        .await
-        .unwrap_or_else(|e| Err(VcsError(format!("git operation panicked: {e}"))))
-}
+use crate::pipeline::ports::git;
 
 pub async fn run(deps: Arc<TrainDeps>, run: TrainRun) -> StepResult {
     match run.stage {
