@@ -212,6 +212,17 @@ impl PipelineRig {
         extra: &[(&str, &str)],
         prepare: impl FnOnce(&Path),
     ) -> Self {
+        Self::start_full(names, agent, extra, prepare, Arc::new(ProcessTestRunner)).await
+    }
+
+    /// [`PipelineRig::start_with`] with the test runner given (to time test runs, say).
+    pub async fn start_full(
+        names: &[&str],
+        agent: Arc<ScriptedAgent>,
+        extra: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+        tests: Arc<dyn actors::pipeline::ports::TestRunner>,
+    ) -> Self {
         let turn = TURN.lock().await;
         let root = tempfile::tempdir().unwrap();
         let mut env: Vec<(String, String)> = vec![(
@@ -247,7 +258,7 @@ impl PipelineRig {
             config: Arc::new(config),
             store: Arc::new(store.clone()),
             runner: agent.clone(),
-            tests: Arc::new(ProcessTestRunner),
+            tests,
             on_primary_release: None,
         };
         let tree = spawn(&wiring, &settings).await;
