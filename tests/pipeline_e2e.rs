@@ -207,8 +207,36 @@ async fn a_task_from_chat_goes_through_every_phase_in_real_containers() {
         "{shown}"
     );
 
+    // An admin releases it from the chat: the train merges it into main after testing the
+    // merge in a container, and the digest comes to the admin chat.
+    let main_before = git(&repo, &["rev-parse", "main"]);
+    telegram.push_update(message(4, ADMIN, "/release"));
+    telegram
+        .wait_for_text("digest", Duration::from_secs(120), "merged #1")
+        .await;
+    let digest = telegram
+        .texts()
+        .into_iter()
+        .find(|t| t.starts_with("Release #1 of ") && t.contains("merged #1"))
+        .expect("a digest");
+    assert!(digest.contains(": main is now"), "{digest}");
+    assert_eq!(git(&repo, &["rev-parse", "main^1"]), main_before);
+    let main = git(&repo, &["rev-parse", "main"]);
+    assert!(tests_pass_at(&repo, &main, scratch.path()), "green on main");
+    let tasks: Value = serde_json::from_slice(
+        &borg(dir.path())
+            .args(["tasks", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(tasks[0]["status"], "merged", "{tasks}");
+
     // Every agent and test container was removed.
     assert!(docker::containers_of(&engine, "task-1").await.is_empty());
+    let train = format!("train-{}", repo.file_name().unwrap().to_string_lossy());
+    assert!(docker::containers_of(&engine, &train).await.is_empty());
     drop(daemon);
 }
 

@@ -15,6 +15,10 @@ pub enum Command {
     },
     Tasks,
     Pipeline,
+    /// `/release [repo]`: start a release train now.
+    Release {
+        repo: Option<String>,
+    },
     ChatId,
     Ping,
     /// `/help` and `/start`.
@@ -64,6 +68,9 @@ impl Command {
             }
             "tasks" => Command::Tasks,
             "pipeline" => Command::Pipeline,
+            "release" => Command::Release {
+                repo: tail.split_whitespace().next().map(str::to_owned),
+            },
             "chatid" => Command::ChatId,
             "ping" => Command::Ping,
             "help" | "start" => Command::Help,
@@ -75,7 +82,10 @@ impl Command {
     pub fn admin_only(&self) -> bool {
         matches!(
             self,
-            Command::Register | Command::Unregister | Command::Task { .. }
+            Command::Register
+                | Command::Unregister
+                | Command::Task { .. }
+                | Command::Release { .. }
         )
     }
 
@@ -99,6 +109,7 @@ pub fn help(assistant: &str) -> String {
          /task [repo:NAME] <title> – a pipeline task; details on the next lines (admins)\n\
          /tasks – recent pipeline tasks\n\
          /pipeline – the pipeline's settings\n\
+         /release [repo] – merge the finished tasks into main now (admins)\n\
          /version, /chatid, /ping, /help"
     )
 }
@@ -117,6 +128,13 @@ mod tests {
             ("/groups", Command::Groups),
             ("/tasks", Command::Tasks),
             ("/pipeline", Command::Pipeline),
+            ("/release", Command::Release { repo: None }),
+            (
+                "/release app",
+                Command::Release {
+                    repo: Some("app".into()),
+                },
+            ),
             ("/chatid", Command::ChatId),
             ("/ping", Command::Ping),
             ("/help", Command::Help),

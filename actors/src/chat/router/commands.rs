@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ractor::ActorProcessingErr;
+use ractor::{ActorProcessingErr, ActorRef};
 use supervisors::BreakerState;
 
 use super::{RouterState, group_child_id};
@@ -12,6 +12,7 @@ use crate::chat::port::IncomingMessage;
 use crate::pipeline::desk::{DeskMsg, desk};
 use crate::pipeline::phase::Status;
 use crate::pipeline::task::state::TaskSummary;
+use crate::pipeline::train::{TrainMsg, train_actor_name};
 
 /// How long `/groups` waits for each group's status before showing it as busy.
 const STATUS_WAIT: Duration = Duration::from_millis(500);
@@ -46,6 +47,7 @@ impl RouterState {
             }
             Command::Tasks => self.tasks().await,
             Command::Pipeline => self.pipeline().await,
+            Command::Release { repo } => release(repo).await,
             Command::ChatId => format!("This chat's id: {}", msg.chat),
             Command::Ping => "Borg online.".to_owned(),
             Command::Help | Command::Unknown(_) => {
@@ -237,6 +239,35 @@ impl RouterState {
     }
 }
 
+/// Starts repository `repo`'s release train (the primary repository's by default).
+async fn release(repo: Option<String>) -> String {
+    let Some(desk) = desk() else {
+        return NO_PIPELINE.to_owned();
+    };
+    let repos = match ractor::call_t!(desk, DeskMsg::Repos, DESK_WAIT_MS) {
+        Ok(repos) => repos,
+        Err(e) => return format!("The pipeline did not answer: {e}"),
+    };
+    let Some(repo) = repo.or_else(|| repos.first().cloned()) else {
+        return NO_PIPELINE.to_owned();
+    };
+    if !repos.contains(&repo) {
+        return format!(
+            "No repository is named {repo}; there are: {}.",
+            repos.join(", ")
+        );
+    }
+    let Some(train) = ractor::registry::where_is(train_actor_name(&repo)) else {
+        return format!("{repo} has no release train (its changes are merged by hand).");
+    };
+    let train: ActorRef<TrainMsg> = train.into();
+    match ractor::call_t!(train, |r| TrainMsg::Start(Some(r)), DESK_WAIT_MS) {
+        Ok(Ok(n)) => format!("Release #{n} of {repo} started; the digest follows when it is done."),
+        Ok(Err(why)) => format!("No release of {repo} now: {why}."),
+        Err(e) => format!("The release train of {repo} did not answer: {e}"),
+    }
+}
+
 /// `/task repo:NAME title` picks a repository; without the prefix, the primary one.
 fn split_repo(title: &str) -> (Option<String>, String) {
     match title
@@ -252,12 +283,14 @@ const NO_PIPELINE: &str =
     "The pipeline is not running (set PIPELINE_REPO to a git repository to start it).";
 const DESK_WAIT_MS: u64 = 5_000;
 
-/// The original borg's icons: `~` in progress, `+` done, `x` failed, `!` blocked.
+/// The original borg's icons (`~` in progress, `x` failed, `!` blocked), with `=` for done and
+/// waiting for a release and `+` for merged.
 fn icon(status: Status) -> char {
     match status {
-        Status::Done => '+',
+        Status::Done => '=',
         Status::Failed => 'x',
         Status::Blocked => '!',
+        Status::Merged => '+',
         _ => '~',
     }
 }
