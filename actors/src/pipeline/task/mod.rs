@@ -11,6 +11,7 @@ pub mod prompt;
 mod rebase;
 pub mod state;
 pub mod step;
+mod work;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

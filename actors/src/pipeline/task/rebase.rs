@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use super::TaskDeps;
 use super::state::{FAILURE_TAIL_BYTES, TaskSnapshot, signature, tail};
-use super::step::{
+use super::work::{
     StepResult, advance, git, phase_turn, run_agent, run_tests, short, stalled, worktree,
 };
 use crate::pipeline::phase::{Event, Status};

@@ -5,45 +5,14 @@
 //! sandbox is unreachable) is [`StepResult::Stalled`]: nothing is counted and the copy is
 //! dropped, so infrastructure trouble never burns a task's attempts.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::TaskDeps;
 use super::state::{FAILURE_TAIL_BYTES, TaskSnapshot, signature, tail};
-use crate::agent::{AgentError, AgentProgress, AgentRequest};
-use crate::pipeline::phase::{Artifact, Event, PhaseSpec, Status};
-use crate::pipeline::ports::{TestOutcome, TestRequest};
-
-/// What a step produced.
-#[derive(Debug)]
-pub enum StepResult {
-    /// Apply `event` to `snap` (the updated copy); `note` goes into the history.
-    Advance {
-        snap: Box<TaskSnapshot>,
-        event: Event,
-        note: String,
-    },
-    /// Nothing happened that counts; try again later.
-    Stalled { reason: String },
-}
-
-pub(super) fn advance(snap: TaskSnapshot, event: Event, note: impl Into<String>) -> StepResult {
-    StepResult::Advance {
-        snap: Box::new(snap),
-        event,
-        note: note.into(),
-    }
-}
-
-pub(super) fn stalled(reason: impl Into<String>) -> StepResult {
-    StepResult::Stalled {
-        reason: reason.into(),
-    }
-}
-
-pub(super) use crate::pipeline::ports::git;
+pub use super::work::StepResult;
+use super::work::{advance, git, phase_turn, run_agent, run_tests, short, stalled, worktree};
+use crate::pipeline::phase::{Artifact, Event, Status};
 
 /// Runs the step of `snap.status`. The result carries the branch head as the next phase's
 /// base ([`TaskSnapshot::phase_base`]).
@@ -93,18 +62,6 @@ async fn prepare(deps: &TaskDeps, mut snap: TaskSnapshot) -> StepResult {
     }
 }
 
-pub(super) fn worktree(snap: &TaskSnapshot) -> Result<PathBuf, StepResult> {
-    snap.worktree
-        .clone()
-        .ok_or_else(|| stalled("the task has no worktree yet"))
-}
-
-/// Waits for this repository's turn at `status` (one task per phase per repository).
-pub(super) async fn phase_turn(deps: &TaskDeps, status: Status) -> Option<OwnedSemaphorePermit> {
-    let lock = deps.repo.locks.get(&status)?.clone();
-    lock.acquire_owned().await.ok()
-}
-
 async fn agent_phase(deps: &TaskDeps, snap: TaskSnapshot) -> StepResult {
     let Some(spec) = snap.status.spec() else {
         return stalled("not an agent phase");
@@ -127,87 +84,6 @@ async fn agent_phase(deps: &TaskDeps, snap: TaskSnapshot) -> StepResult {
     }
 }
 
-/// Runs the phase's agent in the worktree, holding an agent slot, and counts the attempt.
-/// `Err` is the step's result when the run did not end well: stalled when the sandbox or
-/// the model API is unavailable (nothing counted), a miss when the agent failed.
-pub(super) async fn run_agent(
-    deps: &TaskDeps,
-    mut snap: TaskSnapshot,
-    spec: &PhaseSpec,
-    wt: &Path,
-) -> Result<TaskSnapshot, StepResult> {
-    let Some(_slot) = crate::slots::acquire(&deps.slots, format!("task {}", snap.id)).await else {
-        return Err(stalled("the agent slots are not running"));
-    };
-    snap.phase_attempts += 1;
-    if snap.status == Status::Impl {
-        snap.impl_attempts += 1;
-    }
-    let request = agent_request(deps, &snap, spec, wt);
-    let (id, phase) = (snap.id, snap.status);
-    let progress = Box::new(move |p: AgentProgress| match p {
-        AgentProgress::ToolUse { summary, .. } => tracing::info!(task = id, %phase, "{summary}"),
-        AgentProgress::Text(text) => tracing::debug!(task = id, %phase, "{}", tail(&text, 300)),
-        AgentProgress::Started { session_id } => {
-            tracing::info!(task = id, %phase, session_id, "agent started")
-        }
-        AgentProgress::Retrying { attempt, error } => {
-            tracing::warn!(task = id, %phase, attempt, "model API retry: {error}")
-        }
-    });
-    let outcome = deps.runner.run(request, progress).await;
-    if outcome.session_id.is_some() {
-        snap.session_id = outcome.session_id.clone();
-    }
-    snap.cost_usd += outcome.cost_usd.unwrap_or(0.0);
-    match outcome.error {
-        None => Ok(snap),
-        // The sandbox refused or is unreachable: not the agent's failure.
-        Some(AgentError::Spawn(why)) => Err(stalled(format!("the agent could not start: {why}"))),
-        // The model API is down or overloaded (the CLI already retried): wait it out
-        // rather than spend the task's attempts on an outage.
-        Some(AgentError::Api {
-            status, message, ..
-        }) if status.is_none_or(|s| s == 429 || s >= 500) => {
-            Err(stalled(format!("the model API is unavailable: {message}")))
-        }
-        Some(error) => {
-            let what = format!("the {} agent failed: {error}", spec.status);
-            let sig = signature(&what);
-            snap.feedback = Some(format!("The previous attempt ended early: {error}."));
-            if matches!(snap.status, Status::Impl | Status::Rebase) {
-                snap.push_signature(sig.clone());
-            }
-            Err(advance(snap, Event::Missed { signature: sig }, what))
-        }
-    }
-}
-
-fn agent_request(
-    deps: &TaskDeps,
-    snap: &TaskSnapshot,
-    spec: &PhaseSpec,
-    wt: &Path,
-) -> AgentRequest {
-    let s = &deps.settings;
-    AgentRequest {
-        owner: format!("task-{}", snap.id),
-        prompt: super::prompt::render(spec.prompt, snap, &deps.repo.test_cmd),
-        model: s.model.clone(),
-        resume: snap.session_id.clone().filter(|_| spec.resume_session),
-        home: s
-            .sessions_dir
-            .join(format!("task-{}", snap.id))
-            .join("home"),
-        workdir: wt.to_path_buf(),
-        allowed_tools: spec.tools.iter().map(|t| t.to_string()).collect(),
-        system_prompt: spec.persona.map(|p| p.system_prompt().to_owned()),
-        max_turns: s.max_turns,
-        idle_timeout: s.idle_timeout,
-        hard_timeout: s.hard_timeout,
-    }
-}
-
 async fn check_spec(deps: &TaskDeps, mut snap: TaskSnapshot, wt: &Path) -> StepResult {
     let file = wt.join(snap.spec_file());
     let written = tokio::fs::read_to_string(&file).await.unwrap_or_default();
@@ -225,20 +101,6 @@ async fn check_spec(deps: &TaskDeps, mut snap: TaskSnapshot, wt: &Path) -> StepR
         }
         Err(e) => stalled(format!("could not commit the spec: {e}")),
     }
-}
-
-pub(super) async fn run_tests(
-    deps: &TaskDeps,
-    snap: &TaskSnapshot,
-    wt: &Path,
-) -> Result<TestOutcome, String> {
-    let request = TestRequest {
-        owner: format!("task-{}", snap.id),
-        workdir: wt.to_path_buf(),
-        command: deps.repo.test_cmd.clone(),
-        timeout: deps.settings.test_timeout,
-    };
-    deps.tests.run(request).await.map_err(|e| e.to_string())
 }
 
 async fn check_red_tests(deps: &TaskDeps, mut snap: TaskSnapshot, wt: &Path) -> StepResult {
@@ -419,8 +281,4 @@ async fn test_phase(deps: &TaskDeps, mut snap: TaskSnapshot) -> StepResult {
          Fix the implementation so the tests pass."
     ));
     advance(snap, Event::Missed { signature: sig }, what)
-}
-
-pub(super) fn short(commit: &str) -> &str {
-    &commit[..commit.len().min(10)]
 }
