@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ractor::{ActorProcessingErr, ActorRef};
+use ractor::ActorProcessingErr;
 use supervisors::BreakerState;
 
 use super::{RouterState, group_child_id};
@@ -12,7 +12,7 @@ use crate::chat::port::IncomingMessage;
 use crate::pipeline::desk::{DeskMsg, desk};
 use crate::pipeline::phase::Status;
 use crate::pipeline::task::state::TaskSummary;
-use crate::pipeline::train::{TrainMsg, train_actor_name};
+use crate::pipeline::train::release_now;
 
 /// How long `/groups` waits for each group's status before showing it as busy.
 const STATUS_WAIT: Duration = Duration::from_millis(500);
@@ -241,30 +241,19 @@ impl RouterState {
 
 /// Starts repository `repo`'s release train (the primary repository's by default).
 async fn release(repo: Option<String>) -> String {
-    let Some(desk) = desk() else {
-        return NO_PIPELINE.to_owned();
-    };
-    let repos = match ractor::call_t!(desk, DeskMsg::Repos, DESK_WAIT_MS) {
-        Ok(repos) => repos,
-        Err(e) => return format!("The pipeline did not answer: {e}"),
-    };
-    let Some(repo) = repo.or_else(|| repos.first().cloned()) else {
-        return NO_PIPELINE.to_owned();
-    };
-    if !repos.contains(&repo) {
-        return format!(
-            "No repository is named {repo}; there are: {}.",
-            repos.join(", ")
-        );
-    }
-    let Some(train) = ractor::registry::where_is(train_actor_name(&repo)) else {
-        return format!("{repo} has no release train (its changes are merged by hand).");
-    };
-    let train: ActorRef<TrainMsg> = train.into();
-    match ractor::call_t!(train, |r| TrainMsg::Start(Some(r)), DESK_WAIT_MS) {
-        Ok(Ok(n)) => format!("Release #{n} of {repo} started; the digest follows when it is done."),
-        Ok(Err(why)) => format!("No release of {repo} now: {why}."),
-        Err(e) => format!("The release train of {repo} did not answer: {e}"),
+    match release_now(repo).await {
+        Ok((repo, n)) => {
+            format!("Release #{n} of {repo} started; the digest follows when it is done.")
+        }
+        Err(why) => {
+            let mut chars = why.chars();
+            let first: String = chars
+                .next()
+                .into_iter()
+                .flat_map(char::to_uppercase)
+                .collect();
+            format!("{first}{}.", chars.as_str())
+        }
     }
 }
 

@@ -41,6 +41,33 @@ pub fn store_key(repo: &str) -> String {
     format!("pipeline/train/{repo}")
 }
 
+/// Starts repository `repo`'s release train now (the primary repository's when `None`), as
+/// `/release`, `borg release` and the dashboard ask: the train's number, or why none starts.
+pub async fn release_now(repo: Option<String>) -> Result<(String, u64), String> {
+    const WAIT_MS: u64 = 5_000;
+    let desk = crate::pipeline::desk::desk().ok_or(NO_PIPELINE)?;
+    let repos = ractor::call_t!(desk, crate::pipeline::desk::DeskMsg::Repos, WAIT_MS)
+        .map_err(|e| format!("the pipeline did not answer: {e}"))?;
+    let repo = repo.or_else(|| repos.first().cloned()).ok_or(NO_PIPELINE)?;
+    if !repos.contains(&repo) {
+        return Err(format!(
+            "no repository is named {repo}; there are: {}",
+            repos.join(", ")
+        ));
+    }
+    let train: ActorRef<TrainMsg> = ractor::registry::where_is(train_actor_name(&repo))
+        .ok_or_else(|| format!("{repo} has no release train (its changes are merged by hand)"))?
+        .into();
+    match ractor::call_t!(train, |r| TrainMsg::Start(Some(r)), WAIT_MS) {
+        Ok(Ok(n)) => Ok((repo, n)),
+        Ok(Err(why)) => Err(format!("no release of {repo} now: {why}")),
+        Err(e) => Err(format!("the release train of {repo} did not answer: {e}")),
+    }
+}
+
+const NO_PIPELINE: &str =
+    "the pipeline is not running (set PIPELINE_REPO to a git repository to start it)";
+
 /// When trains run.
 #[derive(Debug, Clone)]
 pub struct TrainSettings {
