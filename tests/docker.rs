@@ -14,15 +14,16 @@ mod support;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use actors::agent::{AgentError, AgentRunner};
-use actors::pipeline::ports::{TestRunError, TestRunner};
+use actors::pipeline::ports::{TestRequest, TestRunError, TestRunner};
 use bollard::Docker;
 use borg::claude::ClaudeConfig;
 use borg::docker::container::{ContainerSpec, create_body, new_run_id};
 use borg::docker::ownership::RunAs;
 use borg::docker::{
-    BuildContext, ContainerTestRunner, DockerError, build_agent_image, image_status,
+    BuildContext, ContainerTestRunner, DockerConfig, DockerError, build_agent_image, image_status,
     remove_instance_orphans,
 };
 use borg::sandbox::{ProcessTestRunner, Sandbox};
@@ -309,6 +310,41 @@ async fn tests_in_a_container_pass_fail_and_time_out() {
         containers_of(&docker, &owner).await.is_empty(),
         "every container was removed"
     );
+}
+
+#[tokio::test]
+async fn a_test_command_killed_by_the_out_of_memory_killer_says_so() {
+    let Some(docker) = support::engine_with_image().await else {
+        return;
+    };
+    let owner = owner("oom");
+    let _left = LeftContainer(owner.clone());
+    let root = tempfile::tempdir().unwrap();
+    let config = DockerConfig {
+        memory_bytes: 64 << 20,
+        ..config(root.path())
+    };
+    let runner = ContainerTestRunner::new(docker.clone(), config);
+    let hog = "node -e 'const a = []; for (;;) a.push(Buffer.alloc(1 << 20, 1))'";
+    let outcome = runner
+        .run(TestRequest {
+            owner: owner.clone(),
+            workdir: root.path().to_owned(),
+            command: hog.into(),
+            timeout: Duration::from_secs(60),
+        })
+        .await
+        .expect("the run happens");
+    assert!(!outcome.passed && !outcome.timed_out, "{outcome:?}");
+    assert_eq!(outcome.exit_code, Some(137), "{outcome:?}");
+    assert!(
+        outcome
+            .output_tail
+            .contains("killed by the out-of-memory killer: it used all of its 64 MiB"),
+        "{}",
+        outcome.output_tail
+    );
+    assert!(containers_of(&docker, &owner).await.is_empty());
 }
 
 #[tokio::test]

@@ -138,9 +138,14 @@ impl ContainerRunner {
         let stderr = OutputTail::new(STDERR_TAIL_BYTES);
         let mut reader = AbortOnDrop(demux(launched.output, Some(stdout_write), stderr.clone()));
         let exit_task = AbortOnDrop(launched.exit);
-        let exit = async {
+        let (config, stderr_note) = (&self.config, stderr.clone());
+        let exit = async move {
             let mut exit_task = exit_task;
-            (&mut exit_task.0).await.ok().flatten()
+            let exit = (&mut exit_task.0).await.unwrap_or_default();
+            if let Some(note) = exit.oom_note(config) {
+                stderr_note.push(note.as_bytes());
+            }
+            exit.code
         };
         let mut lines = LineReader::new(BufReader::new(stdout_read), MAX_LINE_BYTES);
         let timeouts = (request.idle_timeout, request.hard_timeout);

@@ -195,8 +195,30 @@ pub struct Launched {
     pub id: String,
     /// stdout and stderr, demultiplexed, from the first byte.
     pub output: Output,
-    /// Resolves to the exit code (`None` when the engine could not say).
-    pub exit: JoinHandle<Option<i32>>,
+    /// Resolves to how the container ended.
+    pub exit: JoinHandle<Exit>,
+}
+
+/// How a container ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Exit {
+    /// The exit code (`None` when the engine could not say).
+    pub code: Option<i32>,
+    /// The kernel's out-of-memory killer ended it (the memory limit was reached).
+    pub oom_killed: bool,
+}
+
+impl Exit {
+    /// The line a run's output gets when the out-of-memory killer ended its container.
+    pub fn oom_note(&self, config: &DockerConfig) -> Option<String> {
+        self.oom_killed.then(|| {
+            format!(
+                "borg: the container was killed by the out-of-memory killer: it used all of its \
+                 {} MiB memory limit\n",
+                config.memory_bytes >> 20
+            )
+        })
+    }
 }
 
 /// Creates, attaches to and starts the container of `spec`, registering it with `cleanup`
@@ -293,11 +315,28 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-async fn wait_exit(docker: Docker, id: String) -> Option<i32> {
+/// Waits for the container to stop, then asks the engine whether the out-of-memory killer
+/// stopped it (the exit code alone, 137, is also what a plain SIGKILL gives).
+async fn wait_exit(docker: Docker, id: String) -> Exit {
+    let code = wait_code(&docker, &id).await;
+    let oom_killed = match docker.inspect_container(&id, None).await {
+        Ok(info) => info.state.and_then(|s| s.oom_killed).unwrap_or(false),
+        Err(err) => {
+            tracing::debug!(container = %id, %err, "could not inspect an ended container");
+            false
+        }
+    };
+    if oom_killed {
+        tracing::warn!(container = %id, "the out-of-memory killer ended a container");
+    }
+    Exit { code, oom_killed }
+}
+
+async fn wait_code(docker: &Docker, id: &str) -> Option<i32> {
     let options = WaitContainerOptionsBuilder::default()
         .condition("not-running")
         .build();
-    let mut wait = docker.wait_container(&id, Some(options));
+    let mut wait = docker.wait_container(id, Some(options));
     match wait.next().await {
         Some(Ok(response)) => i32::try_from(response.status_code).ok(),
         // bollard reports a non-zero exit as an error carrying the code.

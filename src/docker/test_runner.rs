@@ -98,10 +98,14 @@ impl ContainerTestRunner {
         let mut exit = AbortOnDrop(launched.exit);
         let ended = tokio::time::timeout(request.timeout, &mut exit.0).await;
         let (exit_code, timed_out) = match ended {
-            Ok(code) => {
+            Ok(exit) => {
                 // The output ends with the container; take what is still in flight.
                 let _ = tokio::time::timeout(STDERR_GRACE, &mut reader.0).await;
-                (code.ok().flatten(), false)
+                let exit = exit.unwrap_or_default();
+                if let Some(note) = exit.oom_note(&self.config) {
+                    tail.push(note.as_bytes());
+                }
+                (exit.code, false)
             }
             Err(_) => (None, true),
         };
