@@ -53,6 +53,9 @@ pub struct ChatWiring {
     pub runner: Arc<dyn AgentRunner>,
     /// The sandbox, as `/status` shows it.
     pub sandbox: String,
+    /// The WhatsApp channel's shared state (used when `WHATSAPP_ENABLED`); the dashboard reads
+    /// its status and pairing QR code from the same link.
+    pub whatsapp: WhatsAppLink,
 }
 
 /// The chat supervisor's spec.
@@ -101,7 +104,7 @@ pub fn chat_spec(w: ChatWiring) -> SupervisorSpec {
                 .inspect_err(|e| tracing::error!("WhatsApp is off: {e}"))
                 .ok()
         })
-        .map(|config| (config, WhatsAppLink::new()));
+        .map(|config| (config, w.whatsapp.clone()));
     if let Some((config, link)) = &whatsapp {
         let transport = WhatsAppTransport::new(link.clone(), config.send_timeout);
         transports.insert(Platform::WhatsApp, Arc::new(transport));

@@ -21,8 +21,9 @@
 //! An empty value counts as unset, and an unset variable takes the default listed in
 //! [`VARIABLES`] (which is parsed like any other value). Variables borg does not know are
 //! ignored. Names and formats are those of the original borg, so an existing `.env` keeps
-//! working; `BORG_ADMIN_USERS`, `WEB_BIND`, `LOG_FORMAT` and `BORG_SHUTDOWN_TIMEOUT_S`
-//! are new.
+//! working; `BORG_ADMIN_USERS`, `WEB_BIND`, `WEB_TOKEN`, `LOG_FORMAT` and
+//! `BORG_SHUTDOWN_TIMEOUT_S` are new. (A `.env` that binds the dashboard beyond loopback
+//! now also needs `WEB_TOKEN`.)
 //!
 //! Relative paths (`DATA_DIR`, `WHATSAPP_AUTH_DIR`, `PIPELINE_REPO`, the paths in
 //! `WATCHED_REPOS`) are resolved against `dir` by [`Config::load`], so they mean the same
@@ -86,8 +87,12 @@ pub struct Config {
     pub rate_limit_per_minute: u32,
     /// `WEB_PORT`: the dashboard's port.
     pub web_port: u16,
-    /// `WEB_BIND`: the dashboard's address; loopback by default because it has no login.
+    /// `WEB_BIND`: the dashboard's address; loopback by default.
     pub web_bind: IpAddr,
+    /// `WEB_TOKEN` (secret): the bearer token every dashboard and API request must carry;
+    /// required when `WEB_BIND` is not a loopback address, so borg is never controllable
+    /// from the network without one.
+    pub web_token: Option<String>,
     /// `WHATSAPP_ENABLED`: whether to start the WhatsApp channel.
     pub whatsapp_enabled: bool,
     /// `WHATSAPP_AUTH_DIR`: keeps the WhatsApp pairing across restarts.
@@ -232,6 +237,16 @@ impl Config {
                 reason: "required when DISCORD_ENABLED=true",
             });
         }
+        let web_bind = parse::ip("WEB_BIND", &or_default("WEB_BIND"))?;
+        let web_token = get("WEB_TOKEN");
+        if !web_bind.is_loopback() && web_token.is_none() {
+            return Err(ConfigError::Missing {
+                var: "WEB_TOKEN",
+                reason: "required when WEB_BIND is not a loopback address (127.0.0.1 or ::1): \
+                         without it anyone who reaches the port controls borg; set WEB_TOKEN \
+                         or bind WEB_BIND to 127.0.0.1",
+            });
+        }
         Ok(Config {
             telegram_bot_token: get("TELEGRAM_BOT_TOKEN"),
             assistant_name: parse::word("ASSISTANT_NAME", or_default("ASSISTANT_NAME"), Some(32))?,
@@ -257,7 +272,8 @@ impl Config {
             max_concurrent_agents: number("MAX_CONCURRENT_AGENTS", &or_default, 1, 64)?,
             rate_limit_per_minute: number("RATE_LIMIT_PER_MINUTE", &or_default, 1, 1_000)?,
             web_port: number("WEB_PORT", &or_default, 1, u16::MAX)?,
-            web_bind: parse::ip("WEB_BIND", &or_default("WEB_BIND"))?,
+            web_bind,
+            web_token,
             whatsapp_enabled: flag("WHATSAPP_ENABLED")?,
             whatsapp_auth_dir: get("WHATSAPP_AUTH_DIR")
                 .map_or_else(|| data_dir.join("whatsapp-auth"), PathBuf::from),
@@ -429,6 +445,7 @@ impl fmt::Debug for Config {
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("web_port", &self.web_port)
             .field("web_bind", &self.web_bind)
+            .field("web_token", &Redacted(&self.web_token))
             .field("whatsapp_enabled", &self.whatsapp_enabled)
             .field("whatsapp_auth_dir", &self.whatsapp_auth_dir)
             .field("discord_enabled", &self.discord_enabled)

@@ -5,6 +5,9 @@
 //! up to `AGENT_TIMEOUT_S`), and then replaces the process with the new binary (see
 //! [`crate::self_update`]). A signal during the drain cancels the restart: borg was asked to
 //! stop, so it stops.
+//!
+//! Under systemd (`NOTIFY_SOCKET` set) it reports readiness once the tree is up, has the root
+//! supervisor ping the watchdog, and says when it stops or restarts (see [`crate::systemd`]).
 
 use std::fmt;
 use std::time::Instant;
@@ -17,6 +20,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::config::Config;
 use crate::self_update::{self, Ready};
 use crate::store::Store;
+use crate::systemd::{self, Notifier};
 use crate::tree::{TreeArgs, root_spec};
 use crate::wiring::SLOTS_NAME;
 
@@ -65,6 +69,7 @@ impl std::error::Error for DaemonError {}
 /// the process with the new binary and returns only if that fails.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
     let started = Instant::now();
+    let notifier = Notifier::from_env().map(std::sync::Arc::new);
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         DaemonError::Startup(format!(
             "cannot create DATA_DIR {}: {e}",
@@ -107,6 +112,14 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     );
     self_update::report_start(&config);
     let mut updates = self_update::listen(config.clone());
+    // Ready once everything a request may need is there (the tree, the self-update
+    // listener), and after the log line above, so whoever waits for readiness finds it too.
+    let status = format!(
+        "borg {} running: {} actors",
+        self_update::running_version(),
+        introspection.list().len()
+    );
+    systemd::ready(notifier.as_ref(), &root, &status);
 
     let restart = tokio::select! {
         _ = term.recv() => {
@@ -148,6 +161,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     drop(updates);
 
     let limit = config.shutdown_timeout();
+    systemd::stopping(notifier.as_ref(), restart.is_some(), limit);
     let stopping = async {
         root.shutdown().await;
         let _ = (&mut join).await;

@@ -3,6 +3,7 @@
 //! command line, configuration, the wiring of the tree, and the adapters to the outside
 //! world (redb, git, Docker, chat platforms, the claude CLI, HTTP).
 
+pub mod backup;
 pub mod chat;
 pub mod claude;
 pub mod config;
@@ -11,17 +12,21 @@ pub mod daemon;
 pub mod demo;
 pub mod discord;
 pub mod docker;
+pub mod doctor;
 pub mod git;
 pub mod image_cli;
 pub mod logging;
 pub mod model;
 pub mod pipeline;
+pub mod release_cli;
 pub mod sandbox;
 pub mod self_update;
 pub mod status;
 pub mod store;
+pub mod systemd;
 pub mod tasks_cli;
 pub mod telegram;
 pub mod tree;
+pub mod web;
 pub mod whatsapp;
 pub mod wiring;

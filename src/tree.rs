@@ -6,7 +6,8 @@
 //! ├── agent-slots   the global MAX_CONCURRENT_AGENTS limit, shared by chat and pipeline
 //! ├── chat          (rest_for_one) groups, router, transports: see `crate::chat`
 //! ├── pipeline      (one_for_one) desk, repositories and their tasks: see `crate::pipeline`
-//! └── control       the control socket `borg status` talks to
+//! ├── control       the control socket `borg status` talks to
+//! └── web           the dashboard, HTTP API and metrics on WEB_BIND:WEB_PORT
 //! ```
 //!
 //! rest_for_one because every child depends on the ones started before it (the store, the
@@ -17,7 +18,8 @@ use std::time::{Duration, Instant};
 use actors::slots::AgentSlots;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use supervisors::{
-    Backoff, ChildSpec, Intensity, Introspection, Shutdown, StartCtx, Strategy, SupervisorSpec,
+    Backoff, ChildSpec, Intensity, Introspection, Shutdown, StartCtx, StartError, Strategy,
+    SupervisorRef, SupervisorSpec,
 };
 
 use crate::chat::{ChatWiring, chat_spec};
@@ -25,6 +27,7 @@ use crate::config::Config;
 use crate::control::{ControlArgs, ControlSocket};
 use crate::pipeline::{PipelineWiring, pipeline_spec};
 use crate::store::Store;
+use crate::web;
 use crate::wiring::SLOTS_NAME;
 
 /// What the tree is built from.
@@ -42,7 +45,9 @@ pub struct TreeArgs {
 /// The root supervisor's spec.
 pub fn root_spec(args: TreeArgs) -> SupervisorSpec {
     let store = args.store.clone();
+    let whatsapp = crate::whatsapp::WhatsAppLink::new();
     let chat = ChatWiring {
+        whatsapp: whatsapp.clone(),
         config: args.config.clone(),
         store: std::sync::Arc::new(args.store.clone()),
         introspection: args.introspection.clone(),
@@ -65,9 +70,17 @@ pub fn root_spec(args: TreeArgs) -> SupervisorSpec {
     let slots = args.config.max_concurrent_agents as usize;
     let control = ControlArgs {
         data_dir: args.config.data_dir.clone(),
+        introspection: args.introspection.clone(),
+        store: args.store.clone(),
+        started: args.started,
+    };
+    let web = WebWiring {
+        whatsapp: args.config.whatsapp_enabled.then_some(whatsapp),
+        config: args.config.clone(),
         introspection: args.introspection,
         store: args.store,
         started: args.started,
+        sandbox: args.sandbox,
     };
     SupervisorSpec {
         strategy: Strategy::RestForOne,
@@ -92,8 +105,52 @@ pub fn root_spec(args: TreeArgs) -> SupervisorSpec {
             ChildSpec::actor("control", move || (ControlSocket, control.clone()))
                 .kind("control")
                 .backoff(Backoff::default()),
+            web_child(web),
         ],
     }
+}
+
+/// What the web server is built from.
+#[derive(Clone)]
+struct WebWiring {
+    whatsapp: Option<crate::whatsapp::WhatsAppLink>,
+    config: std::sync::Arc<Config>,
+    introspection: Introspection,
+    store: Store,
+    started: Instant,
+    sandbox: String,
+}
+
+/// The `web` child: binds `WEB_BIND:WEB_PORT` in its start function, so a port in use is a
+/// start error naming the settings (and borg refuses to start), then serves until stopped.
+fn web_child(w: WebWiring) -> ChildSpec {
+    ChildSpec::new("web", move |ctx: StartCtx| {
+        let w = w.clone();
+        async move {
+            let listener = web::bind(w.config.web_addr()).await.map_err(StartError)?;
+            let root_path = ctx
+                .path
+                .rsplit_once('/')
+                .map_or_else(String::new, |(parent, _)| parent.to_owned());
+            let web = web::WebContext {
+                whatsapp: w.whatsapp,
+                secrets: web::secrets::Secrets::from_config(&w.config),
+                config: w.config,
+                introspection: w.introspection,
+                store: w.store,
+                started: w.started,
+                root: Some(SupervisorRef::new(ctx.supervisor.clone().into())),
+                root_path,
+                own_path: ctx.path.clone(),
+                sandbox: w.sandbox,
+                streams: web::streams::Streams::default(),
+            };
+            let args = web::WebArgs { listener, ctx: web };
+            ctx.spawn(web::WebServer, args).await.map(Some)
+        }
+    })
+    .kind("web")
+    .backoff(Backoff::default())
 }
 
 /// Keeps the store open for as long as the tree runs. As the first child it is stopped last,

@@ -40,6 +40,7 @@ fn start_borg(dir: &Path, claude: &Path, telegram: &FakeTelegram, api: &FakeAnth
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_LOG", "info")
+        .env("WEB_PORT", free_port().to_string())
         .env("TELEGRAM_BOT_TOKEN", TOKEN)
         .env("TELEGRAM_API_URL", &telegram.url)
         .env("BORG_ADMIN_USERS", format!("tg:{ADMIN}"))
@@ -215,4 +216,13 @@ async fn kill_9_during_a_run_loses_no_message_and_duplicates_no_answer() {
         .filter(|t| t.starts_with("Registered"))
         .count();
     assert_eq!(registrations, 1, "the /register update was not redelivered");
+}
+
+/// A port nobody listens on now, for the daemon's dashboard.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

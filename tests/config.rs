@@ -86,6 +86,7 @@ fn all_defaults_when_nothing_is_set() {
     assert_eq!(c.rate_limit_per_minute, 5);
     assert_eq!(c.web_port, 3131);
     assert_eq!(c.web_bind, IpAddr::V4(Ipv4Addr::LOCALHOST));
+    assert_eq!(c.web_token, None);
     assert!(!c.whatsapp_enabled);
     assert_eq!(c.whatsapp_auth_dir, Path::new("data/whatsapp-auth"));
     assert!(!c.discord_enabled);
@@ -116,6 +117,7 @@ fn every_variable_is_read_with_a_non_default_value() {
         ("RATE_LIMIT_PER_MINUTE", "30"),
         ("WEB_PORT", "8080"),
         ("WEB_BIND", "::"),
+        ("WEB_TOKEN", "web-secret-token"),
         ("WHATSAPP_ENABLED", "yes"),
         ("WHATSAPP_AUTH_DIR", "/var/lib/borg/wa"),
         ("DISCORD_ENABLED", "on"),
@@ -150,6 +152,7 @@ fn every_variable_is_read_with_a_non_default_value() {
     assert_eq!(c.rate_limit_per_minute, 30);
     assert_eq!(c.web_port, 8080);
     assert_eq!(c.web_bind, IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+    assert_eq!(c.web_token.as_deref(), Some("web-secret-token"));
     assert!(c.whatsapp_enabled);
     assert_eq!(c.whatsapp_auth_dir, Path::new("/var/lib/borg/wa"));
     assert!(c.discord_enabled);
@@ -179,12 +182,13 @@ fn every_variable_is_read_with_a_non_default_value() {
 #[test]
 fn the_table_documents_every_variable() {
     let names: Vec<&str> = VARIABLES.iter().map(|v| v.name).collect();
-    assert_eq!(names.len(), 40);
+    assert_eq!(names.len(), 41);
     for name in [
         "TELEGRAM_BOT_TOKEN",
         "WATCHED_REPOS",
         "BORG_ADMIN_USERS",
         "WEB_BIND",
+        "WEB_TOKEN",
         "LOG_FORMAT",
         "BORG_SHUTDOWN_TIMEOUT_S",
         "AGENT_SANDBOX",
@@ -395,11 +399,35 @@ fn watched_repos_entries() {
 }
 
 #[test]
+fn the_dashboard_beyond_loopback_needs_a_token() {
+    for bind in ["0.0.0.0", "::", "192.168.1.10"] {
+        let err = parse_err(&[("WEB_BIND", bind)]);
+        assert_eq!(err.var(), Some("WEB_TOKEN"), "{bind}");
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with("missing WEB_TOKEN: required when WEB_BIND is not a loopback"),
+            "{shown}"
+        );
+        assert_eq!(err.exit_code(), 2);
+        let err = parse_err(&[("WEB_BIND", bind), ("WEB_TOKEN", "")]);
+        assert_eq!(err.var(), Some("WEB_TOKEN"), "an empty token is no token");
+        let c = parse_ok(&[("WEB_BIND", bind), ("WEB_TOKEN", "s3cret-s3cret")]);
+        assert_eq!(c.web_token.as_deref(), Some("s3cret-s3cret"));
+    }
+    // Loopback needs none, and may still have one.
+    for bind in ["127.0.0.1", "::1", "127.0.0.2"] {
+        assert_eq!(parse_ok(&[("WEB_BIND", bind)]).web_token, None);
+    }
+    assert!(parse_ok(&[("WEB_TOKEN", "t")]).web_token.is_some());
+}
+
+#[test]
 fn secrets_are_redacted_in_debug_output() {
     let c = parse_ok(&[
         ("TELEGRAM_BOT_TOKEN", "tg-very-secret"),
         ("DISCORD_ENABLED", "true"),
         ("DISCORD_TOKEN", "dc-very-secret"),
+        ("WEB_TOKEN", "web-very-secret"),
     ]);
     for shown in [format!("{c:?}"), format!("{c:#?}")] {
         assert!(!shown.contains("very-secret"), "{shown}");
@@ -408,6 +436,7 @@ fn secrets_are_redacted_in_debug_output() {
             "{shown}"
         );
         assert!(shown.contains("discord_token: Some(<redacted>)"), "{shown}");
+        assert!(shown.contains("web_token: Some(<redacted>)"), "{shown}");
         assert!(shown.contains("assistant_name: \"Borg\""), "{shown}");
     }
     assert!(format!("{:?}", Config::default()).contains("discord_token: None"));
@@ -544,11 +573,20 @@ fn dotenv_line_with_a_bad_name_is_an_error() {
 }
 
 /// The `.env` of the original borg's setup guide, with unquoted values containing spaces
-/// (which dotenv syntax rejects): it must keep working unchanged.
+/// (which dotenv syntax rejects): it must keep working unchanged, except that its
+/// `WEB_BIND=0.0.0.0` now needs a `WEB_TOKEN` (the original served its dashboard to the whole
+/// network without a login; borg refuses that, naming both variables).
 #[test]
 fn an_original_borg_dotenv_works_unchanged() {
+    let refused = dir_with_env("WEB_BIND=0.0.0.0\n");
+    let err = Config::load_with_env(refused.path(), |_| None).unwrap_err();
+    assert!(
+        err.to_string().contains("WEB_TOKEN") && err.to_string().contains("WEB_BIND"),
+        "{err}"
+    );
     let dir = dir_with_env(
         "# Required: at least one messaging backend\n\
+         WEB_TOKEN=a-token-for-the-dashboard\n\
          TELEGRAM_BOT_TOKEN=123456:ABC-def_ghi\n\
          DISCORD_ENABLED=true\n\
          DISCORD_TOKEN=MTIz.abc-def\n\

@@ -14,8 +14,18 @@ fn borg(dir: &Path) -> Command {
         // A developer's own settings must not leak into the test.
         .env_remove("DATA_DIR")
         .env_remove("LOG_FORMAT")
-        .env("RUST_LOG", "info");
+        .env("RUST_LOG", "info")
+        .env("WEB_PORT", free_port().to_string());
     cmd
+}
+
+/// A port nobody listens on now, for a daemon's dashboard.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
@@ -90,7 +100,8 @@ fn run_serves_status_and_stops_cleanly_on_sigterm_and_sigint() {
                 "root/control",
                 "root/pipeline",
                 "root/pipeline/desk",
-                "root/store"
+                "root/store",
+                "root/web"
             ]
         );
         assert_eq!(report["pid"].as_u64(), Some(u64::from(child.id())));

@@ -41,8 +41,18 @@ fn borg(dir: &Path) -> Command {
     cmd.args(["--dir", dir.to_str().unwrap()])
         .current_dir(dir)
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("WEB_PORT", free_port().to_string());
     cmd
+}
+
+/// A port nobody listens on now, for a daemon's dashboard.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {

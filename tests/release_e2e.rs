@@ -29,8 +29,18 @@ fn borg(dir: &Path) -> Command {
     cmd.args(["--dir", dir.to_str().unwrap()])
         .current_dir(dir)
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("WEB_PORT", free_port().to_string());
     cmd
+}
+
+/// A port nobody listens on now, for a daemon's dashboard.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -55,6 +65,17 @@ fn start(
     model: &ScriptedModel,
     fail: Option<&str>,
 ) -> Daemon {
+    start_with(dir, repo, claude, model, fail, true)
+}
+
+fn start_with(
+    dir: &Path,
+    repo: &Path,
+    claude: &Path,
+    model: &ScriptedModel,
+    fail: Option<&str>,
+    continuous: bool,
+) -> Daemon {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -65,7 +86,7 @@ fn start(
         .env("RUST_LOG", "info")
         .env("PIPELINE_REPO", repo)
         .env("PIPELINE_TEST_CMD", SAMPLE_TEST_COMMAND)
-        .env("CONTINUOUS_MODE", "true")
+        .env("CONTINUOUS_MODE", continuous.to_string())
         .env("AUTO_SEED", "false")
         .env("SELF_UPDATE", "false")
         .env("AGENT_SANDBOX", "process")
@@ -177,4 +198,62 @@ async fn sigkill_at_each_step_of_a_train_leaves_main_whole_and_merges_once() {
         );
         eprintln!("{point}: killed there, restarted, merged once");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn borg_release_merges_the_done_tasks_of_a_running_daemon() {
+    let Some(claude) = claude::locate_claude() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let repo = create_sample_repo(&dir.path().join("repos")).unwrap();
+    let before = git(&repo, &["rev-parse", "main"]);
+    let model = ScriptedModel::start(demo_script()).await.unwrap();
+    let _daemon = start_with(dir.path(), &repo, &claude, &model, None, false);
+    eventually("borg task add", || {
+        borg(dir.path())
+            .args(["task", "add", DEMO_TASK_TITLE, "--description", "greet.sh"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+    .await;
+    eventually("the task done", || {
+        task_one(dir.path()).is_some_and(|t| t["status"] == "done")
+    })
+    .await;
+    // Not continuous, and the interval is hours away: only asking releases it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(git(&repo, &["rev-parse", "main"]), before);
+
+    let wrong = borg(dir.path())
+        .args(["release", "--repo", "nope"])
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    let said = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        said.contains("no repository is named nope; there are: greeter"),
+        "{said}"
+    );
+
+    let out = borg(dir.path()).arg("release").output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("Release #1 of greeter started"), "{said}");
+    eventually("the task merged", || {
+        task_one(dir.path()).is_some_and(|t| t["status"] == "merged")
+    })
+    .await;
+    assert_eq!(git(&repo, &["rev-parse", "main^1"]), before);
+    // Once the train has finished (it reports after telling the task), there is nothing left.
+    eventually("a release with nothing queued refused", || {
+        let again = borg(dir.path()).arg("release").output().unwrap();
+        !again.status.success()
+            && String::from_utf8_lossy(&again.stderr).contains("nothing is queued")
+    })
+    .await;
 }

@@ -7,6 +7,7 @@ pub mod abort;
 pub mod agent;
 pub mod chat;
 pub mod failpoint;
+pub mod metrics;
 pub mod pipeline;
 pub mod slots;
 

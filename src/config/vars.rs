@@ -138,6 +138,13 @@ pub const VARIABLES: &[VarDoc] = &[
         meaning: "Address the web dashboard listens on; the default keeps it on this machine.",
     },
     VarDoc {
+        name: "WEB_TOKEN",
+        default: "(unset)",
+        allowed: "a secret of your choice (at least 16 characters recommended)",
+        meaning: "Secret the dashboard and HTTP API require as `Authorization: Bearer <token>` \
+                  (or `?token=`); required when WEB_BIND is not a loopback address.",
+    },
+    VarDoc {
         name: "WHATSAPP_ENABLED",
         default: "false",
         allowed: BOOL,

@@ -25,9 +25,22 @@ enum Request {
         #[serde(default)]
         description: String,
     },
+    /// Start a repository's release train now (`borg release`).
+    Release {
+        #[serde(default)]
+        repo: Option<String>,
+    },
     /// Rebuild and restart borg for the head of `PIPELINE_REPO`'s main, as a release would
     /// (`crate::self_update`); answers once the update is queued.
     SelfUpdate,
+    /// Write a consistent copy of the store to `path` (absolute), through the store's own
+    /// handle (the daemon holds redb's lock); `force` replaces an existing file
+    /// (`crate::backup`).
+    Backup {
+        path: std::path::PathBuf,
+        #[serde(default)]
+        force: bool,
+    },
 }
 
 pub(super) fn error(message: String) -> Value {
@@ -84,10 +97,24 @@ pub(super) async fn answer(line: &str, args: &ControlArgs) -> Value {
             }
             None => error(NO_PIPELINE.into()),
         },
+        Request::Release { repo } => match actors::pipeline::train::release_now(repo).await {
+            Ok((repo, train)) => json!({"ok": true, "repo": repo, "train": train}),
+            Err(why) => error(why),
+        },
         Request::SelfUpdate => match crate::self_update::trigger_head().await {
             Ok(commit) => json!({"ok": true, "commit": commit}),
             Err(why) => error(why),
         },
+        Request::Backup { path, .. } if path.is_relative() => error(format!(
+            "backup path {} is relative; give an absolute path",
+            path.display()
+        )),
+        Request::Backup { path, force } => {
+            match args.store.backup_to(&path, force, Box::new(|_| {})).await {
+                Ok(summary) => json!({"ok": true, "backup": summary}),
+                Err(why) => error(why.to_string()),
+            }
+        }
     }
 }
 

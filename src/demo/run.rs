@@ -180,8 +180,17 @@ async fn start_daemon(
     } else {
         "process"
     };
+    // A port of its own, so the demo runs beside a borg already serving the default one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free port for the dashboard: {e}"))?;
+    println!("      dashboard: http://127.0.0.1:{port}/ (while the demo runs)");
     let child = Command::new(exe)
         .args(["--dir", &root.display().to_string(), "run"])
+        .env("WEB_BIND", "127.0.0.1")
+        .env("WEB_PORT", port.to_string())
+        .env_remove("WEB_TOKEN")
         .env("DATA_DIR", data)
         .env("PIPELINE_REPO", repo)
         .env("PIPELINE_TEST_CMD", super::SAMPLE_TEST_COMMAND)

@@ -1,7 +1,8 @@
 //! The agent image: its build context made in memory ([`BuildContext`]), the build through
 //! the classic builder ([`build_agent_image`]) and what the engine has ([`image_status`]).
 //!
-//! The context is `container/` (without its Markdown) as a tar made deterministic (sorted
+//! The context is `container/` (without its Markdown, and without `daemon/`, which holds the
+//! files that deploy borg itself) as a tar made deterministic (sorted
 //! entries, no timestamps or owners, modes reduced to 0644/0755), plus `extra-ca/` holding the CA certificates the
 //! caller adds ([`host_extra_ca_certs`]: a machine behind a TLS-inspecting proxy needs its
 //! own to reach npm during the build). The image is labelled with a hash of those exact
@@ -24,6 +25,9 @@ pub const CONTEXT_HASH_LABEL: &str = "borg.context-hash";
 const LOCAL_CA_DIR: &str = "/usr/local/share/ca-certificates";
 /// How much of the failing step's output a build error keeps.
 const BUILD_OUTPUT_TAIL: usize = 6 << 10;
+/// The subfolder of `container/` with borg's own deployment files (its unit, Dockerfile and
+/// Compose file): beside the agent image's context, not part of it.
+const DEPLOYMENT_DIR: &str = "daemon";
 
 /// `container/` as compiled in: every file but documentation, sorted, with its mode.
 const EMBEDDED: &[(&str, u32, &[u8])] = &[
@@ -53,8 +57,9 @@ pub struct BuildContext {
 
 impl BuildContext {
     /// Every regular file under `dir` (symlinks followed) but documentation (`*.md`, which
-    /// no build reads, so editing it does not make the image stale), plus `extra_ca_certs`
-    /// under `extra-ca/` (named `*.crt`, which is all `update-ca-certificates` reads).
+    /// no build reads, so editing it does not make the image stale) and the top-level
+    /// `daemon/` folder (borg's own deployment files), plus `extra_ca_certs` under
+    /// `extra-ca/` (named `*.crt`, which is all `update-ca-certificates` reads).
     pub fn from_dir(dir: &Path, extra_ca_certs: &[PathBuf]) -> Result<Self, DockerError> {
         let cannot = |what: &Path, err: std::io::Error| {
             DockerError::Other(format!(
@@ -64,7 +69,7 @@ impl BuildContext {
         };
         let mut names = Vec::new();
         collect_files(dir, dir, &mut names).map_err(|e| cannot(dir, e))?;
-        names.retain(|f| f.extension().is_none_or(|e| e != "md"));
+        names.retain(|f| f.extension().is_none_or(|e| e != "md") && !f.starts_with(DEPLOYMENT_DIR));
         names.sort();
         let mut files = Vec::new();
         for relative in &names {
@@ -349,6 +354,20 @@ mod tests {
                 "extra-ca/00-extra.crt"
             ]
         );
+    }
+
+    #[test]
+    fn borgs_own_deployment_files_are_not_agent_image_context() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        let before = context_hash(dir.path(), &[]).unwrap();
+        std::fs::create_dir(dir.path().join(DEPLOYMENT_DIR)).unwrap();
+        std::fs::write(dir.path().join("daemon/borg.service"), "[Service]\n").unwrap();
+        assert_eq!(context_hash(dir.path(), &[]).unwrap(), before);
+        // Only the top-level folder: a `daemon/` deeper down is context like any other.
+        std::fs::create_dir_all(dir.path().join("sub/daemon")).unwrap();
+        std::fs::write(dir.path().join("sub/daemon/a.sh"), "echo a\n").unwrap();
+        assert_ne!(context_hash(dir.path(), &[]).unwrap(), before);
     }
 
     #[test]

@@ -204,7 +204,9 @@ impl Store {
     }
 
     /// Runs a read on tokio's blocking pool against the shared database.
-    async fn read<T: Send + 'static>(
+    /// Runs `f` on the database off the async workers (reads only: the writer thread owns
+    /// every write). For this module and tools such as `borg backup`.
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {

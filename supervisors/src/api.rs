@@ -6,6 +6,7 @@ use std::fmt;
 use ractor::{ActorCell, RpcReplyPort};
 
 use crate::breaker::BreakerState;
+use crate::heartbeat::Heartbeat;
 use crate::introspect::Status;
 use crate::spec::{ChildId, ChildSpec, StartError};
 
@@ -29,18 +30,23 @@ pub enum SupervisorMsg {
     /// `true` holds the child's breaker open (stopping the child), `false` closes it
     /// (starting a parked child).
     ForceBreaker(ChildId, bool, RpcReplyPort<Result<(), SupervisorError>>),
+    /// Installs (or with `None` removes) the supervisor's heartbeat; answered after the first
+    /// beat.
+    SetHeartbeat(Option<Heartbeat>, RpcReplyPort<()>),
     /// The supervisor's own timers.
     #[doc(hidden)]
     Timer(Timer),
 }
 
-/// Timers a supervisor sets for itself. Each names the child generations it was set for, so
-/// one that fires after the child moved on is ignored.
+/// Timers a supervisor sets for itself. Each names the child generations it was set for (a
+/// heartbeat's, the heartbeat's generation), so one that fires after the child (or the
+/// heartbeat) moved on is ignored.
 #[doc(hidden)]
 pub enum Timer {
     Restart { group: Vec<(ChildId, u64)> },
     CoolDown { id: ChildId, generation: u64 },
     Probe { id: ChildId, generation: u64 },
+    Heartbeat { generation: u64 },
 }
 
 /// One child, as `which_children` reports it.

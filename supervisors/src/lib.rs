@@ -15,7 +15,9 @@
 //! - [snapshots](snapshot): versioned state bytes, a [`SnapshotStore`](snapshot::SnapshotStore)
 //!   port and incarnation fencing;
 //! - [introspection](introspect): a registry of every supervised actor with its mailbox depth,
-//!   restarts, breaker state and snapshot age, and an event stream.
+//!   restarts, breaker state and snapshot age, and an event stream;
+//! - a [`Heartbeat`]: a callback a supervisor calls periodically from its own mailbox loop,
+//!   for watchdogs that must stop hearing from a wedged supervisor.
 //!
 //! It knows nothing of the program it supervises. See [`SupervisorRef`] for a runnable example.
 
@@ -23,6 +25,7 @@ pub mod api;
 pub mod breaker;
 mod children;
 mod clock;
+pub mod heartbeat;
 pub mod instrument;
 pub mod introspect;
 pub mod policy;
@@ -33,6 +36,7 @@ mod supervisor_ref;
 
 pub use api::{ChildCounts, ChildInfo, SupervisorError, SupervisorMsg};
 pub use breaker::{BreakerPolicy, BreakerState};
+pub use heartbeat::Heartbeat;
 pub use instrument::{Handle, Instrumented};
 pub use introspect::{ActorInfo, ActorStats, Event, EventRecord, Introspection, Status};
 pub use policy::{Backoff, Intensity, Restart, Shutdown, Strategy};

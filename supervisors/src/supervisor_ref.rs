@@ -5,6 +5,7 @@
 use ractor::{Actor, ActorCell, ActorRef, RpcReplyPort, SpawnErr, concurrency::JoinHandle};
 
 use crate::api::{ChildCounts, ChildInfo, SupervisorError, SupervisorMsg};
+use crate::heartbeat::Heartbeat;
 use crate::introspect::{ActorStats, Introspection};
 use crate::spec::ChildSpec;
 use crate::supervisor::{Supervisor, SupervisorArgs, SupervisorSpec};
@@ -139,6 +140,40 @@ impl SupervisorRef {
         let id = id.to_owned();
         self.ask(|tx| SupervisorMsg::ForceBreaker(id, open, tx))
             .await?
+    }
+
+    /// Makes the supervisor call `heartbeat`'s callback now and then at its interval, from
+    /// its own mailbox loop; `None` stops the beats. A supervisor stuck in a handler, or
+    /// escalating, shutting down or stopped, does not beat: a watchdog fed by the callback
+    /// (systemd's `WATCHDOG=1`, say) notices. Returns after the first beat.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::time::Duration;
+    /// use supervisors::{Heartbeat, Introspection, SupervisorRef, SupervisorSpec};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let (root, join) =
+    ///     SupervisorRef::spawn_root("app", SupervisorSpec::default(), Introspection::new())
+    ///         .await
+    ///         .unwrap();
+    /// let beats = Arc::new(AtomicUsize::new(0));
+    /// let counter = beats.clone();
+    /// let heartbeat = Heartbeat::new(Duration::from_millis(10), move || {
+    ///     counter.fetch_add(1, Ordering::Relaxed);
+    /// });
+    /// root.set_heartbeat(Some(heartbeat)).await.unwrap();
+    /// assert_eq!(beats.load(Ordering::Relaxed), 1, "the first beat comes at once");
+    /// tokio::time::sleep(Duration::from_millis(100)).await;
+    /// assert!(beats.load(Ordering::Relaxed) > 2);
+    /// root.shutdown().await;
+    /// join.await.unwrap();
+    /// # });
+    /// ```
+    pub async fn set_heartbeat(&self, heartbeat: Option<Heartbeat>) -> Result<(), SupervisorError> {
+        self.ask(|tx| SupervisorMsg::SetHeartbeat(heartbeat, tx))
+            .await
     }
 
     /// Stops the supervisor gracefully: its children stop in reverse start order first.

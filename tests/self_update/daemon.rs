@@ -41,6 +41,7 @@ fn daemon(root: &Path, build_cmd: &str) -> Option<(std::process::Child, String)>
             ("AGENT_SANDBOX", "process"),
             ("AUTO_SEED", "false"),
         ])
+        .env("WEB_PORT", free_port().to_string())
         .envs([
             ("PIPELINE_REPO", "src"),
             ("SELF_UPDATE", "true"),
@@ -172,4 +173,13 @@ fn a_new_binary_that_cannot_start_falls_back_to_the_previous_one() {
         assert_eq!(started["fallback"], "", "no fallback of the fallback");
         assert!(started["reason"].contains(why), "{started:?}");
     }
+}
+
+/// A port nobody listens on now, for a daemon's dashboard.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

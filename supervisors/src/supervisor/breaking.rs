@@ -56,6 +56,10 @@ impl SupervisorState {
                     .collect();
                 self.restart_group(myself, current).await
             }
+            Timer::Heartbeat { generation } => {
+                self.beat(myself, generation);
+                Ok(())
+            }
             Timer::CoolDown { id, generation } => {
                 let Some(child) = self.children.get_mut(&id) else {
                     return Ok(());

@@ -4,7 +4,8 @@
 //! Everything slow is a message to itself: a restart after a backoff, a retry after a failed
 //! start, a breaker's cool-down and probe check are all timers (`send_after`), never a sleep in
 //! a handler, so the supervisor keeps answering `which_children` and `terminate_child` while a
-//! child is in a restart loop (OTP-9549). Only stopping children (during a group restart,
+//! child is in a restart loop (OTP-9549). The optional [`Heartbeat`](crate::Heartbeat) is such a timer too, so
+//! its beats stop whenever the mailbox loop does. Only stopping children (during a group restart,
 //! an escalation or shutdown) awaits inside a handler, bounded by each child's shutdown timeout.
 
 use std::time::Instant;
@@ -12,6 +13,7 @@ use std::time::Instant;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 mod breaking;
+mod heartbeat;
 mod requests;
 
 use crate::api::{SupervisorError, SupervisorMsg, Timer};
@@ -51,6 +53,7 @@ pub struct SupervisorState {
     children: Children,
     window: RestartWindow,
     jitter: Jitter,
+    beating: heartbeat::Beating,
 }
 
 impl ChildSpec {
@@ -91,6 +94,7 @@ impl Actor for Supervisor {
             children: Children::default(),
             window: RestartWindow::default(),
             jitter: Jitter::seeded(),
+            beating: heartbeat::Beating::default(),
         };
         for spec in args.spec.children {
             let id = spec.id.clone();
@@ -140,6 +144,10 @@ impl Actor for Supervisor {
             SupervisorMsg::ForceBreaker(id, open, reply) => {
                 let result = state.force_breaker(&myself, &id, open).await;
                 answer(reply, result);
+            }
+            SupervisorMsg::SetHeartbeat(heartbeat, reply) => {
+                state.set_heartbeat(&myself, heartbeat);
+                answer(reply, ());
             }
             SupervisorMsg::Timer(timer) => state.on_timer(&myself, timer).await?,
         }

@@ -249,6 +249,7 @@ impl GroupState {
         if !self.snap.push(ChatLine::from_message(&msg, trigger)) {
             return Ok(());
         }
+        crate::metrics::chat_message(trigger);
         // Persisted before it counts: a crash now must not lose the message.
         self.save().await?;
         match self.phase {

@@ -47,6 +47,7 @@ pub async fn run(job: RunJob) {
     let sink: ProgressSink = Box::new(move |p| {
         let _ = tx.send(p);
     });
+    let run_started = Instant::now();
     let agent = runner.run(request, sink);
     tokio::pin!(agent);
     let mut typing = tokio::time::interval(TYPING_EVERY);
@@ -79,6 +80,7 @@ pub async fn run(job: RunJob) {
             }
         }
     };
+    crate::metrics::chat_run(run_started.elapsed(), &outcome);
     if let Some(id) = &status {
         let done = if outcome.error.is_none() {
             format!("✅ Done in {steps} steps.")

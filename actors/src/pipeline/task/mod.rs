@@ -7,6 +7,7 @@
 //! transition is decided by [`transition`], saved, reported to the repository actor and
 //! announced, and the next step starts. A restarted task re-runs the phase it was in.
 
+pub mod output;
 pub mod prompt;
 mod rebase;
 pub mod state;

@@ -81,7 +81,10 @@ pub(super) async fn run_agent(
             tracing::warn!(task = id, %phase, attempt, "model API retry: {error}")
         }
     });
+    let progress = super::output::tee(id, phase, progress);
+    let started = std::time::Instant::now();
     let outcome = deps.runner.run(request, progress).await;
+    crate::metrics::task_run(started.elapsed(), &outcome);
     if outcome.session_id.is_some() {
         snap.session_id = outcome.session_id.clone();
     }
