@@ -129,10 +129,18 @@ async fn containers_are_hardened_labelled_and_not_root() {
     let root = tempfile::tempdir().unwrap();
     let runner = ContainerTestRunner::new(docker.clone(), config(root.path()));
     let script = "id -u; id -g; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; \
-                  echo written > /workspace/by-the-test; sleep 2";
+                  echo written > /workspace/by-the-test; sleep 5";
+    // Found by its label, then inspected; on a loaded machine the listing can still show a
+    // container the engine is removing, so a vanished one is looked up again.
     let probe = async {
-        let id = wait_for_container(&docker, &owner).await;
-        docker.inspect_container(&id, None).await.unwrap()
+        for _ in 0..50 {
+            let id = wait_for_container(&docker, &owner).await;
+            match docker.inspect_container(&id, None).await {
+                Ok(inspected) => return inspected,
+                Err(e) => eprintln!("container {id} vanished before inspection ({e}); again"),
+            }
+        }
+        panic!("no container of {owner} could be inspected");
     };
     let (outcome, inspected) = tokio::join!(
         runner.run(test_request(root.path(), &owner, script, 60)),
