@@ -3,6 +3,9 @@
 //! running daemon; restore refusing garbage, foreign and newer files and a running daemon,
 //! and keeping the store it replaces. Plus the CLI's completions and help examples.
 
+#[path = "support/daemon.rs"]
+mod daemon_support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -29,25 +32,15 @@ fn counter_of(bytes: &[u8]) -> u64 {
 }
 
 fn borg(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_borg"));
-    cmd.current_dir(dir)
-        .arg("--dir")
-        .arg(dir)
-        .env_remove("DATA_DIR")
+    let mut cmd = daemon_support::borg_inheriting_env(dir);
+    cmd.env_remove("DATA_DIR")
         .env_remove("TELEGRAM_BOT_TOKEN")
         .env_remove("DISCORD_ENABLED")
         .env_remove("WHATSAPP_ENABLED")
         .env_remove("PIPELINE_REPO")
         .env_remove("WATCHED_REPOS")
-        .env("AGENT_SANDBOX", "process")
-        // Daemons of parallel tests must not race for one dashboard port.
-        .env("WEB_PORT", free_port().to_string());
+        .env("AGENT_SANDBOX", "process");
     cmd
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 fn run(cmd: &mut Command) -> (bool, String, String) {

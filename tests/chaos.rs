@@ -7,21 +7,31 @@
 //! borg's is left behind (branches, worktrees), and prints a summary with the time to recover
 //! after each kill.
 //!
-//! Not part of the default test run yet (it takes minutes); run it with
-//! `CHAOS_SEED=7 CHAOS_KILLS=30 cargo test --release --test chaos -- --ignored --nocapture`.
+//! Between two lives the store is opened by `borg status` on its own (the daemon is dead), so
+//! every kill also proves the store opens cleanly; at the end `borg status` of the running
+//! daemon agrees with git and the chats.
+//!
+//! The test run (and CI) does a short version, 8 kills; the full one is
+//! `CHAOS_SEED=11 CHAOS_KILLS=30 cargo test --test chaos -- --nocapture` (about a minute).
 
 #[path = "support/claude.rs"]
 mod claude;
+#[path = "support/daemon.rs"]
+mod daemon_support;
 #[path = "support/fake_telegram.rs"]
 mod fake_telegram;
+#[path = "support/git.rs"]
+mod git_support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use borg::demo::{DEMO_TASK_TITLE, SAMPLE_TEST_COMMAND, create_sample_repo, demo_script};
 use borg::model::ScriptedModel;
+use daemon_support::free_port;
 use fake_telegram::{BOT_USERNAME, FakeTelegram};
+use git_support::git;
 use serde_json::Value;
 
 const TOKEN: &str = "6161:chaos-token";
@@ -61,12 +71,7 @@ struct World {
 
 impl World {
     fn borg(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_borg"));
-        cmd.args(["--dir", self.dir.to_str().unwrap()])
-            .current_dir(&self.dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default());
-        cmd
+        daemon_support::borg(&self.dir)
     }
 
     fn start(&self) -> Child {
@@ -111,34 +116,47 @@ impl World {
             .as_array()
             .cloned()
     }
+
+    /// `borg status --json`: the running daemon's report, or what its store holds.
+    fn status(&self) -> Value {
+        let out = self.borg().args(["status", "--json"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "borg status: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("borg status --json prints JSON")
+    }
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "safe.directory=*"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Between two lives: the store opens on its own and still holds every registered chat.
+fn check_store_between_lives(world: &World, kill: u64) {
+    let status = world.status();
+    assert_eq!(status["running"], false, "kill {kill}: the daemon is dead");
+    let groups = status["snapshots"]
+        .as_array()
+        .expect("the snapshots of the store")
+        .iter()
+        .filter(|s| {
+            s["key"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("chat/group/"))
+        })
+        .count();
+    assert_eq!(
+        groups,
+        CHATS.len(),
+        "kill {kill}: every chat is in the store"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "minutes long: run it on its own (see the module docs)"]
 async fn sigkill_chaos_loses_and_duplicates_nothing() {
     let Some(claude) = claude::locate_claude() else {
         return;
     };
     let seed = env_or("CHAOS_SEED", 1);
-    let kills = env_or("CHAOS_KILLS", 30);
+    let kills = env_or("CHAOS_KILLS", 8);
     let tasks_per_repo = env_or("CHAOS_TASKS", 2);
     let mut rng = Rng(seed.max(1));
     let root = tempfile::tempdir().unwrap();
@@ -217,6 +235,7 @@ async fn sigkill_chaos_loses_and_duplicates_nothing() {
         tokio::time::sleep(Duration::from_millis(rng.between(200, 2500))).await;
         daemon.kill().unwrap(); // SIGKILL
         let _ = daemon.wait();
+        check_store_between_lives(&world, k);
         let restarted = Instant::now();
         daemon = world.start();
         while world.tasks().is_none() {
@@ -247,6 +266,16 @@ async fn sigkill_chaos_loses_and_duplicates_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The running daemon's own account agrees with git and the chats.
+    let status = world.status();
+    let actors = status["actors"].as_array().expect("the actor tree");
+    let of_kind = |kind: &str| actors.iter().filter(|a| a["kind"] == kind).count();
+    assert_eq!(of_kind("group"), CHATS.len(), "a group per registered chat");
+    assert_eq!(
+        of_kind("repo"),
+        world.repos.len(),
+        "a repo actor per repository"
+    );
     let _ = daemon.kill();
     let _ = daemon.wait();
 
@@ -273,6 +302,12 @@ async fn sigkill_chaos_loses_and_duplicates_nothing() {
             .success();
         assert!(passes, "{} passes its tests on main", repo.display());
         assert_eq!(git(repo, &["branch", "--format=%(refname:short)"]), "main");
+        let worktrees = git(repo, &["worktree", "list", "--porcelain"]);
+        let count = worktrees
+            .lines()
+            .filter(|l| l.starts_with("worktree "))
+            .count();
+        assert_eq!(count, 1, "no worktree of borg's left: {worktrees}");
     }
     assert_eq!(merges, asked, "every task merged exactly once");
     // Every trigger answered exactly once.

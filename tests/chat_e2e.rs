@@ -3,6 +3,8 @@
 //! Messages API — register a chat, mention the bot, get the answer, resume the session, and
 //! survive `kill -9` without losing or duplicating an answer.
 
+#[path = "support/daemon.rs"]
+mod daemon_support;
 #[path = "support/fake_anthropic.rs"]
 mod fake_anthropic;
 #[path = "support/fake_telegram.rs"]
@@ -11,36 +13,22 @@ mod fake_telegram;
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
+use daemon_support::Daemon;
 use fake_anthropic::FakeAnthropic;
-use fake_telegram::{BOT_USERNAME, FakeTelegram};
+use fake_telegram::{BOT_USERNAME, FakeTelegram, Fault};
 use serde_json::Value;
 
 const TOKEN: &str = "4242:e2e-token";
 const GROUP: i64 = -100_777;
 const ADMIN: i64 = 42;
 
-struct Daemon {
-    child: Child,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_borg(dir: &Path, claude: &Path, telegram: &FakeTelegram, api: &FakeAnthropic) -> Daemon {
-    let child = Command::new(env!("CARGO_BIN_EXE_borg"))
-        .args(["--dir", dir.to_str().unwrap(), "run"])
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+    let child = daemon_support::borg(dir)
+        .arg("run")
         .env("RUST_LOG", "info")
-        .env("WEB_PORT", free_port().to_string())
         .env("TELEGRAM_BOT_TOKEN", TOKEN)
         .env("TELEGRAM_API_URL", &telegram.url)
         .env("BORG_ADMIN_USERS", format!("tg:{ADMIN}"))
@@ -57,7 +45,7 @@ fn start_borg(dir: &Path, claude: &Path, telegram: &FakeTelegram, api: &FakeAnth
         .stderr(Stdio::inherit())
         .spawn()
         .expect("borg starts");
-    Daemon { child }
+    Daemon(child)
 }
 
 fn message(id: i64, from: i64, text: &str) -> Value {
@@ -176,8 +164,8 @@ async fn kill_9_during_a_run_loses_no_message_and_duplicates_no_answer() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    rig.borg.child.kill().unwrap(); // SIGKILL
-    rig.borg.child.wait().unwrap();
+    rig.borg.0.kill().unwrap(); // SIGKILL
+    rig.borg.0.wait().unwrap();
 
     // While it is down, someone asks again. After the restart the interrupted trigger is run
     // again (the model still stalls, so it ends in an honest error after the idle timeout),
@@ -218,11 +206,66 @@ async fn kill_9_during_a_run_loses_no_message_and_duplicates_no_answer() {
     assert_eq!(registrations, 1, "the /register update was not redelivered");
 }
 
-/// A port nobody listens on now, for the daemon's dashboard.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_platform_is_waited_out_and_the_answer_arrives_once() {
+    let Some(rig) = Rig::registered().await else {
+        return;
+    };
+    let telegram = &rig.telegram;
+    // The next poll meets a bad gateway. (teloxide itself waits 10 s after any 5xx before it
+    // reports it, so each server error here costs at least that.)
+    telegram.fault("getUpdates", "", Fault::Status(502));
+    // The answer meets a gateway that stalls for 2 s and times out, then a 1 s rate limit.
+    let answer = "DONE: through the storm";
+    telegram.fault("sendMessage", answer, Fault::Stall(Duration::from_secs(2)));
+    telegram.fault("sendMessage", answer, Fault::RateLimit(1));
+    telegram.push_update(message(
+        2,
+        7,
+        &format!("@{BOT_USERNAME} hold on\nSAY: through the storm"),
+    ));
+    let attempts = |t: &FakeTelegram| -> Vec<std::time::Instant> {
+        t.calls_of("sendMessage")
+            .into_iter()
+            .filter(|c| c.params["text"].as_str().unwrap_or("").contains(answer))
+            .map(|c| c.at)
+            .collect()
+    };
+    telegram
+        .wait_until("the first refused attempt", Duration::from_secs(60), |t| {
+            !attempts(t).is_empty()
+        })
+        .await;
+
+    // While the answer waits, polling recovers and the chat goes on working.
+    telegram.push_update(message(3, 7, "/ping"));
+    telegram
+        .wait_for_text(
+            "/ping after the bad gateway",
+            Duration::from_secs(60),
+            "Borg online.",
+        )
+        .await;
+    telegram
+        .wait_for_text("the answer", Duration::from_secs(60), answer)
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let texts = telegram.texts();
+    let delivered: Vec<&String> = texts.iter().filter(|t| t.contains(answer)).collect();
+    assert_eq!(delivered.len(), 1, "exactly one answer: {texts:?}");
+    let pong = texts.iter().position(|t| t.contains("Borg online."));
+    let done = texts.iter().position(|t| t.contains(answer));
+    assert!(
+        pong < done,
+        "/ping was answered during the backoff: {texts:?}"
+    );
+    assert_eq!(telegram.pending_faults(), 0, "every fault was met");
+
+    let at = attempts(telegram);
+    assert_eq!(at.len(), 3, "two refusals, then the answer");
+    let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    // The stall (2 s) and the first backoff (5 s); then the 1 s the rate limit asked for.
+    assert!(gaps[0] >= Duration::from_secs(7), "{gaps:?}");
+    assert!(gaps[1] >= Duration::from_secs(1), "{gaps:?}");
 }

@@ -1,31 +1,21 @@
 //! The `borg` binary as a user runs it: start, status, clean shutdown on a signal, and refusals
 //! that stop startup with a clear message.
 
+#[path = "support/daemon.rs"]
+mod daemon_support;
+
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn borg(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_borg"));
-    cmd.current_dir(dir)
-        .arg("--dir")
-        .arg(dir)
-        // A developer's own settings must not leak into the test.
-        .env_remove("DATA_DIR")
+    let mut cmd = daemon_support::borg_inheriting_env(dir);
+    // A developer's own settings must not leak into the test.
+    cmd.env_remove("DATA_DIR")
         .env_remove("LOG_FORMAT")
-        .env("RUST_LOG", "info")
-        .env("WEB_PORT", free_port().to_string());
+        .env("RUST_LOG", "info");
     cmd
-}
-
-/// A port nobody listens on now, for a daemon's dashboard.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {

@@ -13,11 +13,13 @@
 //! Needs `/usr/bin/chromium` and `chromedriver` (Debian's `chromium` and `chromium-driver`):
 //! without them the test skips loudly, and fails under `BORG_TEST_STRICT=1` (CI).
 
+#[path = "support/daemon.rs"]
+mod daemon_support;
 #[path = "support/webdriver.rs"]
 mod webdriver;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use borg::demo::{SAMPLE_TEST_COMMAND, create_sample_repo};
@@ -37,7 +39,7 @@ fn skip(why: &str) {
 
 /// The daemon, killed when the test ends however it ends; its log is kept for failures.
 struct Daemon {
-    child: Child,
+    guard: daemon_support::Daemon,
     log: PathBuf,
 }
 
@@ -49,20 +51,9 @@ impl Daemon {
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn borg(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_borg"));
-    cmd.args(["--dir", dir.to_str().unwrap()])
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATA_DIR", dir.join("data"));
+    let mut cmd = daemon_support::borg(dir);
+    cmd.env("DATA_DIR", dir.join("data"));
     cmd
 }
 
@@ -84,7 +75,10 @@ fn start_daemon(dir: &Path, repo: &Path, port: u16) -> Daemon {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("borg starts");
-    Daemon { child, log }
+    Daemon {
+        guard: daemon_support::Daemon(child),
+        log,
+    }
 }
 
 /// GETs a JSON answer of the API.
@@ -113,7 +107,7 @@ where
         if let Some(found) = probe().await {
             return found;
         }
-        if let Ok(Some(status)) = daemon.child.try_wait() {
+        if let Ok(Some(status)) = daemon.guard.0.try_wait() {
             panic!(
                 "the daemon exited ({status}) while waiting for {what}:\n{}",
                 daemon.log_tail()

@@ -1,14 +1,20 @@
 //! `borg doctor` as a user runs it: a healthy first-run setup passes with exit 0, and each
 //! broken piece in turn fails the right line, with the right advice, and a non-zero exit.
 
+#[path = "support/daemon.rs"]
+mod daemon_support;
 #[path = "support/fake_discord.rs"]
 mod fake_discord;
 #[path = "support/fake_telegram.rs"]
 mod fake_telegram;
+#[path = "support/git.rs"]
+mod git_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use daemon_support::free_port;
+use git_support::git;
 use serde_json::Value;
 
 /// A healthy setup: a git repository with `main` and `sh test.sh`, a claude CLI, a credential,
@@ -18,23 +24,6 @@ struct Rig {
     repo: PathBuf,
     claude: PathBuf,
     port: u16,
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "-c",
-            "safe.directory=*",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {out:?}");
 }
 
 /// A repository whose only branch is `branch`, holding a passing `test.sh`.
@@ -65,11 +54,6 @@ fn claude(dir: &Path) -> PathBuf {
     fake
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 impl Rig {
     fn new() -> Rig {
         let dir = tempfile::tempdir().unwrap();
@@ -98,14 +82,9 @@ impl Rig {
 
     /// `borg` with the healthy settings and no subcommand yet.
     fn borg(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_borg"));
-        cmd.current_dir(self.path())
-            .arg("--dir")
-            .arg(self.path())
-            // A developer's own settings must not leak into the test.
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.path().join("home"))
+        // A developer's own settings must not leak into the test.
+        let mut cmd = daemon_support::borg(self.path());
+        cmd.env("HOME", self.path().join("home"))
             .env("AGENT_SANDBOX", "process")
             .env("CLAUDE_BIN", &self.claude)
             .env("ANTHROPIC_API_KEY", "dummy")

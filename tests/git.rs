@@ -3,90 +3,26 @@
 //! and digests of a worktree; what `GitRepo::open` refuses. Needs the git CLI: without it every
 //! test skips loudly (and fails when `BORG_TEST_STRICT=1`).
 
+#[path = "support/git.rs"]
+mod git_support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use actors::pipeline::ports::Vcs;
 use borg::git::GitRepo;
-
-/// A missing component: say so loudly, and fail instead when `BORG_TEST_STRICT=1` (CI).
-fn skip(why: &str) {
-    if std::env::var("BORG_TEST_STRICT").as_deref() == Ok("1") {
-        panic!("BORG_TEST_STRICT=1 and {why}");
-    }
-    eprintln!("SKIPPED: {why}");
-}
-
-/// Runs git in `dir` with a test identity (the machine may have no global config); panics with
-/// git's stderr on failure.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .args([
-            "-c",
-            "user.name=tester",
-            "-c",
-            "user.email=tester@localhost",
-        ])
-        .args(["-c", "commit.gpgsign=false", "-c", "safe.directory=*"])
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn write(path: &Path, content: &str) {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).unwrap();
-    }
-    std::fs::write(path, content).unwrap();
-}
-
-/// A repository with `main` holding a few files and a `.gitignore` for `*.log`.
-struct Fixture {
-    _tmp: tempfile::TempDir,
-    path: PathBuf,
-    repo: GitRepo,
-}
+use git_support::{Fixture, git, write};
 
 impl Fixture {
+    /// A repository with `main` holding a few files and a `.gitignore` for `*.log`.
     fn new() -> Option<Fixture> {
-        if Command::new("git").arg("--version").output().is_err() {
-            skip("the git CLI is not installed");
-            return None;
-        }
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("project");
-        std::fs::create_dir(&path).unwrap();
-        init_main(&path);
-        let repo = GitRepo::open("project", &path).expect("open the fixture repository");
-        Some(Fixture {
-            _tmp: tmp,
-            path,
-            repo,
-        })
+        Fixture::with_files(&[
+            ("README.md", "# project\n"),
+            ("src/lib.rs", "pub fn one() -> u32 { 1 }\n"),
+            ("tests/frozen.rs", "#[test] fn t() {}\n"),
+            (".gitignore", "*.log\n"),
+        ])
     }
-
-    fn main_tip(&self) -> String {
-        git(&self.path, &["rev-parse", "refs/heads/main"])
-    }
-}
-
-fn init_main(path: &Path) {
-    git(path, &["init", "--quiet", "--initial-branch=main"]);
-    write(&path.join("README.md"), "# project\n");
-    write(&path.join("src/lib.rs"), "pub fn one() -> u32 { 1 }\n");
-    write(&path.join("tests/frozen.rs"), "#[test] fn t() {}\n");
-    write(&path.join(".gitignore"), "*.log\n");
-    git(path, &["add", "--all"]);
-    git(path, &["commit", "--quiet", "-m", "initial"]);
 }
 
 fn branch_exists(repo: &Path, branch: &str) -> bool {
@@ -253,7 +189,7 @@ fn commit_all_runs_no_repository_hooks() {
     let Some(fx) = Fixture::new() else { return };
     // A hooks folder an agent could have written, configured the way husky does it.
     let hooks = fx.path.join(".husky");
-    let marker = fx._tmp.path().join("hook-ran");
+    let marker = fx.tmp.path().join("hook-ran");
     // prepare-commit-msg and post-commit run even under --no-verify.
     for hook in [
         "pre-commit",
@@ -431,12 +367,12 @@ fn remove_cleans_up_a_worktree_deleted_by_hand() {
 #[test]
 fn open_refuses_a_folder_that_is_not_a_repository() {
     let Some(fx) = Fixture::new() else { return };
-    let plain = fx._tmp.path().join("plain");
+    let plain = fx.tmp.path().join("plain");
     std::fs::create_dir(&plain).unwrap();
     let err = GitRepo::open("plain", &plain).unwrap_err();
     assert!(err.0.contains("is not a git repository"), "{err}");
     assert!(err.0.contains("plain"), "{err}");
-    let err = GitRepo::open("gone", fx._tmp.path().join("nowhere")).unwrap_err();
+    let err = GitRepo::open("gone", fx.tmp.path().join("nowhere")).unwrap_err();
     assert!(err.0.contains("does not exist"), "{err}");
     let err = GitRepo::open("sub", fx.path.join("src")).unwrap_err();
     assert!(err.0.contains("is not a git repository"), "{err}");
@@ -445,7 +381,7 @@ fn open_refuses_a_folder_that_is_not_a_repository() {
 #[test]
 fn open_refuses_a_repository_without_main() {
     let Some(fx) = Fixture::new() else { return };
-    let other = fx._tmp.path().join("other");
+    let other = fx.tmp.path().join("other");
     std::fs::create_dir(&other).unwrap();
     git(&other, &["init", "--quiet", "--initial-branch=trunk"]);
     write(&other.join("f"), "f\n");
@@ -458,9 +394,9 @@ fn open_refuses_a_repository_without_main() {
 #[test]
 fn open_refuses_bare_repositories_and_worktrees() {
     let Some(fx) = Fixture::new() else { return };
-    let bare = fx._tmp.path().join("bare.git");
+    let bare = fx.tmp.path().join("bare.git");
     git(
-        fx._tmp.path(),
+        fx.tmp.path(),
         &[
             "clone",
             "--quiet",

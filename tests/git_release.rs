@@ -4,54 +4,13 @@
 //! aborted. Needs the git CLI: without it every test skips loudly (and fails when
 //! `BORG_TEST_STRICT=1`).
 
+#[path = "support/git.rs"]
+mod git_support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use actors::pipeline::ports::{MergeOutcome, RebaseOutcome, Vcs};
-use borg::git::GitRepo;
-
-/// A missing component: say so loudly, and fail instead when `BORG_TEST_STRICT=1` (CI).
-fn skip(why: &str) {
-    if std::env::var("BORG_TEST_STRICT").as_deref() == Ok("1") {
-        panic!("BORG_TEST_STRICT=1 and {why}");
-    }
-    eprintln!("SKIPPED: {why}");
-}
-
-/// Runs git in `dir` with a test identity; panics with git's stderr on failure.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = git_output(dir, args);
-    assert!(
-        out.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn git_output(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("git")
-        .current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .args([
-            "-c",
-            "user.name=tester",
-            "-c",
-            "user.email=tester@localhost",
-        ])
-        .args(["-c", "commit.gpgsign=false", "-c", "safe.directory=*"])
-        .args(args)
-        .output()
-        .expect("run git")
-}
-
-fn write(path: &Path, content: &str) {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).unwrap();
-    }
-    std::fs::write(path, content).unwrap();
-}
+use git_support::{Fixture, git, git_output, write};
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
@@ -65,35 +24,14 @@ fn commit_file(dir: &Path, file: &str, content: &str) -> String {
     git(dir, &["rev-parse", "HEAD"])
 }
 
-/// A repository with `main` holding a README, a source file and a `.gitignore` for `*.log`.
-struct Fixture {
-    tmp: tempfile::TempDir,
-    path: PathBuf,
-    repo: GitRepo,
-}
-
 impl Fixture {
+    /// A repository with `main` holding a README, a source file and a `.gitignore` for `*.log`.
     fn new() -> Option<Fixture> {
-        if Command::new("git").arg("--version").output().is_err() {
-            skip("the git CLI is not installed");
-            return None;
-        }
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("project");
-        std::fs::create_dir(&path).unwrap();
-        git(&path, &["init", "--quiet", "--initial-branch=main"]);
-        write(&path.join("README.md"), "# project\n");
-        write(&path.join("src/lib.rs"), "pub fn one() -> u32 { 1 }\n");
-        write(&path.join(".gitignore"), "*.log\n");
-        git(&path, &["add", "--all"]);
-        git(&path, &["commit", "--quiet", "-m", "initial"]);
-        let repo = GitRepo::open("project", &path).expect("open the fixture repository");
-        let path = repo.path().to_owned();
-        Some(Fixture { tmp, path, repo })
-    }
-
-    fn main_tip(&self) -> String {
-        git(&self.path, &["rev-parse", "refs/heads/main"])
+        Fixture::with_files(&[
+            ("README.md", "# project\n"),
+            ("src/lib.rs", "pub fn one() -> u32 { 1 }\n"),
+            (".gitignore", "*.log\n"),
+        ])
     }
 
     /// Task `task`'s branch with one commit writing `file`; its worktree and that commit.

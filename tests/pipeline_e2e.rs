@@ -5,69 +5,32 @@
 //! with real commits, its phase changes are reported in the chat, and nothing is left
 //! behind. The CLI (`borg tasks`, `borg task show`) sees the same task.
 
+#[path = "support/daemon.rs"]
+mod daemon_support;
 #[path = "support/docker.rs"]
 mod docker;
 #[path = "support/fake_telegram.rs"]
 mod fake_telegram;
+#[path = "support/git.rs"]
+mod git_support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use borg::demo::{DEMO_TASK_TITLE, SAMPLE_TEST_COMMAND, create_sample_repo, demo_script};
 use borg::model::ScriptedModel;
+use daemon_support::{Daemon, borg};
 use fake_telegram::{BOT_USERNAME, FakeTelegram};
+use git_support::git;
 use serde_json::Value;
 
 const TOKEN: &str = "4343:pipeline-token";
 const GROUP: i64 = -100_888;
 const ADMIN: i64 = 42;
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn message(id: i64, from: i64, text: &str) -> Value {
     fake_telegram::group_message(GROUP, id, from, text)
-}
-
-fn borg(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_borg"));
-    cmd.args(["--dir", dir.to_str().unwrap()])
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("WEB_PORT", free_port().to_string());
-    cmd
-}
-
-/// A port nobody listens on now, for a daemon's dashboard.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "safe.directory=*"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// Whether the sample's test command passes at `commit` (checked out afresh).

@@ -6,57 +6,20 @@
 
 #[path = "support/claude.rs"]
 mod claude;
+#[path = "support/daemon.rs"]
+mod daemon_support;
+#[path = "support/git.rs"]
+mod git_support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use borg::demo::{DEMO_TASK_TITLE, SAMPLE_TEST_COMMAND, create_sample_repo, demo_script};
 use borg::model::ScriptedModel;
+use daemon_support::{Daemon, borg};
+use git_support::git;
 use serde_json::Value;
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn borg(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_borg"));
-    cmd.args(["--dir", dir.to_str().unwrap()])
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("WEB_PORT", free_port().to_string());
-    cmd
-}
-
-/// A port nobody listens on now, for a daemon's dashboard.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "safe.directory=*"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 fn start(
     dir: &Path,

@@ -10,15 +10,18 @@
 
 #[path = "support/claude.rs"]
 mod claude;
+#[path = "support/daemon.rs"]
+mod daemon_support;
 #[path = "support/fake_telegram.rs"]
 mod fake_telegram;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use borg::demo::{DEMO_TASK_TITLE, SAMPLE_TEST_COMMAND, create_sample_repo, demo_script};
 use borg::model::ScriptedModel;
+use daemon_support::{Daemon, borg, free_port};
 use fake_telegram::{BOT_USERNAME, FakeTelegram};
 
 const TELEGRAM_TOKEN: &str = "5151:KNOWN-telegram-secret-token";
@@ -26,23 +29,6 @@ const MODEL_KEY: &str = "sk-ant-KNOWN-model-secret-key-0123456789";
 const WEB_TOKEN: &str = "KNOWN-dashboard-secret-token";
 const GROUP: i64 = -100_555;
 const ADMIN: i64 = 42;
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Every file under `dir` (following no symlinks), with its bytes.
 fn files(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
@@ -92,11 +78,8 @@ async fn no_secret_is_written_anywhere_it_is_not_needed() {
     let port = free_port();
     let log = dir.path().join("daemon.log");
     let _daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_borg"))
-            .args(["--dir", dir.path().to_str().unwrap(), "run"])
-            .current_dir(dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+        borg(dir.path())
+            .arg("run")
             .env("RUST_LOG", "debug")
             .env("WEB_PORT", port.to_string())
             .env("WEB_TOKEN", WEB_TOKEN)

@@ -32,6 +32,19 @@ pub struct Call {
     /// Lower case: `sendmessage`.
     pub method: String,
     pub params: Value,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+/// A way for the fake to refuse a call, the way Telegram (or what stands before it) does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// 429 with `parameters.retry_after` in seconds.
+    RateLimit(u64),
+    /// A server error with this HTTP status (502, 503, ...).
+    Status(u16),
+    /// No answer for this long, then 504: a gateway that timed out.
+    Stall(Duration),
 }
 
 /// A message the fake accepted through sendMessage.
@@ -54,8 +67,9 @@ struct Inner {
     sent: Vec<Sent>,
     unknown: Vec<String>,
     reject_parse_mode: Option<String>,
-    /// Method (lower case) → (retry_after seconds, how many more calls to refuse).
-    rate_limits: Vec<(String, u64, u32)>,
+    /// Faults still to be served, in order: (method in lower case, text the call's `text`
+    /// must contain, the fault).
+    faults: Vec<(String, String, Fault)>,
     missing_chats: HashSet<i64>,
 }
 
@@ -177,11 +191,24 @@ impl FakeTelegram {
 
     /// Answer the next `times` calls of `method` with 429 and `retry_after`.
     pub fn rate_limit(&self, method: &str, retry_after: u64, times: u32) {
+        for _ in 0..times {
+            self.fault(method, "", Fault::RateLimit(retry_after));
+        }
+    }
+
+    /// Refuse the next call of `method` whose `text` contains `needle` (any call for "")
+    /// with `fault`. Faults queued for the same call are served one per call, in order.
+    pub fn fault(&self, method: &str, needle: &str, fault: Fault) {
         let method = method.to_ascii_lowercase();
         self.shared
             .lock()
-            .rate_limits
-            .push((method, retry_after, times));
+            .faults
+            .push((method, needle.to_owned(), fault));
+    }
+
+    /// How many queued faults have not been served yet.
+    pub fn pending_faults(&self) -> usize {
+        self.shared.lock().faults.len()
     }
 
     /// Answer every call about this chat with "chat not found".
@@ -269,19 +296,15 @@ async fn handle(
         inner.calls.push(Call {
             method: method.clone(),
             params: params.clone(),
+            at: Instant::now(),
         });
     }
     shared.bump();
     if bot.strip_prefix("bot") != Some(shared.token.as_str()) {
         return Err((StatusCode::UNAUTHORIZED, "Unauthorized".into(), None));
     }
-    if let Some(retry_after) = take_rate_limit(shared, &method) {
-        let description = format!("Too Many Requests: retry after {retry_after}");
-        return Err((
-            StatusCode::TOO_MANY_REQUESTS,
-            description,
-            Some(json!({"retry_after": retry_after})),
-        ));
+    if let Some(fault) = take_fault(shared, &method, &params) {
+        return Err(refusal(fault).await);
     }
     match method.as_str() {
         "getme" => Ok(bot_user(true)),
@@ -351,14 +374,33 @@ fn hex_byte(digits: Option<&[u8]>) -> Option<u8> {
     u8::from_str_radix(std::str::from_utf8(digits?).ok()?, 16).ok()
 }
 
-fn take_rate_limit(shared: &Shared, method: &str) -> Option<u64> {
+fn take_fault(shared: &Shared, method: &str, params: &Value) -> Option<Fault> {
     let mut inner = shared.lock();
-    let limit = inner
-        .rate_limits
-        .iter_mut()
-        .find(|(m, _, times)| m == method && *times > 0)?;
-    limit.2 -= 1;
-    Some(limit.1)
+    let text = params["text"].as_str().unwrap_or_default();
+    let at = inner
+        .faults
+        .iter()
+        .position(|(m, needle, _)| m == method && text.contains(needle.as_str()))?;
+    Some(inner.faults.remove(at).2)
+}
+
+async fn refusal(fault: Fault) -> Refusal {
+    match fault {
+        Fault::RateLimit(retry_after) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too Many Requests: retry after {retry_after}"),
+            Some(json!({"retry_after": retry_after})),
+        ),
+        Fault::Status(status) => {
+            let status = StatusCode::from_u16(status).expect("an HTTP status");
+            let reason = status.canonical_reason().unwrap_or("Server Error");
+            (status, reason.to_owned(), None)
+        }
+        Fault::Stall(how_long) => {
+            tokio::time::sleep(how_long).await;
+            (StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout".into(), None)
+        }
+    }
 }
 
 fn bot_user(me: bool) -> Value {

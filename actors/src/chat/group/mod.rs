@@ -11,6 +11,7 @@
 //! - Every change is snapshotted before it has effects: a message before it counts, a run
 //!   before its agent starts, a reply before it is sent (see [`state`]).
 
+mod delivery;
 pub mod run;
 pub mod state;
 
@@ -122,6 +123,9 @@ pub struct GroupState {
     /// Aborted when dropped: ractor skips `post_stop` when a handler fails, but it always
     /// drops the state, so a failed group cannot leave its agent running beside its successor.
     run_task: Option<AbortOnDrop>,
+    /// Failed attempts to send the current reply since the last part that went out; sets
+    /// the backoff. Not snapshotted: a restart starts the backoff afresh.
+    delivery_failures: u32,
 }
 
 /// The store key of a group.
@@ -152,6 +156,7 @@ impl Actor for Group {
             window_started: now,
             deadline: now,
             run_task: None,
+            delivery_failures: 0,
         })
     }
 
@@ -404,7 +409,8 @@ impl GroupState {
         self.deliver(myself).await
     }
 
-    /// Sends the recorded reply; on success forgets it and cools down, on failure retries.
+    /// Sends the recorded reply; on success forgets it and cools down, on failure tries
+    /// again after the wait [`delivery::after_failure`] gives (or drops it, chat gone).
     async fn deliver(&mut self, myself: &ActorRef<GroupMsg>) -> Result<(), ActorProcessingErr> {
         let Some(reply) = self.snap.undelivered.clone() else {
             return Ok(());
@@ -427,13 +433,29 @@ impl GroupState {
                 .send(&self.snap.chat, part, Format::Markdown, reply_to)
                 .await;
             if let Err(e) = sent {
-                tracing::warn!(chat = %self.snap.chat, "reply not delivered yet: {e}");
-                let generation = self.next_generation();
-                myself.send_after(Duration::from_secs(5), move || {
-                    GroupMsg::RetryDelivery(generation)
-                });
-                return Ok(());
+                self.delivery_failures += 1;
+                match delivery::after_failure(&e, self.delivery_failures) {
+                    delivery::Retry::After(wait) => {
+                        tracing::warn!(
+                            chat = %self.snap.chat,
+                            attempt = self.delivery_failures,
+                            "reply not delivered yet ({e}); trying again in {} s",
+                            wait.as_secs()
+                        );
+                        let generation = self.next_generation();
+                        myself.send_after(wait, move || GroupMsg::RetryDelivery(generation));
+                        return Ok(());
+                    }
+                    delivery::Retry::GiveUp => {
+                        tracing::error!(
+                            chat = %self.snap.chat,
+                            "reply dropped: the chat cannot be reached ({e})"
+                        );
+                        break;
+                    }
+                }
             }
+            self.delivery_failures = 0;
             if i + 1 < parts.len()
                 && let Some(pending) = self.snap.undelivered.as_mut()
             {
@@ -442,6 +464,7 @@ impl GroupState {
                 self.save().await?;
             }
         }
+        self.delivery_failures = 0;
         self.snap.undelivered = None;
         self.save().await?;
         self.phase = Phase::Cooldown;
