@@ -123,7 +123,7 @@ async fn main() {
         }
     });
     let timed = Arc::new(Timed::default());
-    let rig = PipelineRig::start_full(&["bench"], agent, &[], |_| {}, timed.clone()).await;
+    let rig = PipelineRig::start_full(&["bench"], agent, &[], |_| {}, timed.clone(), None).await;
     for n in 1..=BRANCHES {
         rig.create(None, &format!("branch {n}")).await.unwrap();
     }

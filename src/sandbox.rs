@@ -14,6 +14,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use actors::agent::AgentRunner;
+use actors::pipeline::gate::SandboxProbe;
 use actors::pipeline::ports::{TestOutcome, TestRequest, TestRunError, TestRunner};
 use bollard::Docker;
 use tokio::process::Command;
@@ -58,6 +59,38 @@ impl Runners {
             }
             _ => Ok(0),
         }
+    }
+}
+
+impl Runners {
+    /// What the pipeline's sandbox gate probes while it is open: the engine answers and
+    /// has the agent image. `None` for processes, which have no engine to wait for.
+    pub fn probe(&self) -> Option<Arc<dyn SandboxProbe>> {
+        let docker = self.docker.clone()?;
+        let image = self.docker_config.as_ref()?.image.clone();
+        Some(Arc::new(DockerProbe { docker, image }))
+    }
+}
+
+/// See [`Runners::probe`].
+struct DockerProbe {
+    docker: Docker,
+    image: String,
+}
+
+impl SandboxProbe for DockerProbe {
+    fn check(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            self.docker
+                .ping()
+                .await
+                .map_err(|e| format!("the Docker engine does not answer: {e}"))?;
+            self.docker
+                .inspect_image(&self.image)
+                .await
+                .map_err(|e| format!("the agent image {} is not there: {e}", self.image))?;
+            Ok(())
+        })
     }
 }
 

@@ -65,6 +65,7 @@ pub fn root_spec(args: TreeArgs) -> SupervisorSpec {
             std::sync::Arc::new(|commit: &str| crate::self_update::trigger(commit.to_owned()))
                 as actors::pipeline::train::ReleaseHook
         }),
+        gate: crate::pipeline::sandbox_gate(&args.config, &args.runners),
     };
     let pipeline_settings = crate::pipeline::settings(&args.config);
     let slots = args.config.max_concurrent_agents as usize;

@@ -344,6 +344,121 @@ async fn an_outage_or_a_crashing_runner_waits_without_spending_attempts() {
     rig.stop().await;
 }
 
+/// A sandbox that can go away: the agent is refused while it is down, and the gate's probe
+/// sees the same.
+#[derive(Default)]
+struct Engine(std::sync::atomic::AtomicBool);
+
+impl Engine {
+    fn is_down(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl actors::pipeline::gate::SandboxProbe for Engine {
+    fn check(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        let down = self.is_down();
+        Box::pin(async move {
+            if down {
+                Err("still down".into())
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
+#[derive(Default)]
+struct AdminChat(std::sync::Mutex<Vec<String>>);
+
+impl actors::pipeline::ports::Announcer for AdminChat {
+    fn announce(&self, _chat: &str, text: String) {
+        self.0.lock().unwrap().push(text);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_going_away_pauses_the_pipeline_once_and_resumes_it() {
+    use std::sync::Arc;
+    let engine = Arc::new(Engine::default());
+    let admin = Arc::new(AdminChat::default());
+    let gate = actors::pipeline::gate::SandboxGate::with_probe_interval(
+        engine.clone(),
+        Some((admin.clone(), "tg:42".into())),
+        Duration::from_millis(50),
+        Duration::from_millis(200),
+    );
+    let down = engine.clone();
+    let good = team(|_| greet("hello"));
+    let agent = ScriptedAgent::new(move |phase, attempt, request| {
+        if down.is_down() {
+            return Act {
+                error: Some(actors::agent::AgentError::Spawn(
+                    "the Docker engine does not answer".into(),
+                )),
+                ..Act::default()
+            };
+        }
+        good.play(phase, attempt, request)
+    });
+    engine.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    let rig = PipelineRig::start_full(
+        &["app", "lib"],
+        agent,
+        &[],
+        |_| {},
+        Arc::new(borg::sandbox::ProcessTestRunner),
+        Some(gate.clone()),
+    )
+    .await;
+    rig.create(Some("app"), "Add a greeting").await.unwrap();
+    rig.create(Some("lib"), "Add a greeting").await.unwrap();
+
+    // A task meets the outage; the gate opens and holds both, with no retry storm.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while gate.open_reason().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the outage was not met"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let tried = rig.agent.requests.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        rig.agent.requests.lock().unwrap().len(),
+        tried,
+        "no agent is started while the gate is open"
+    );
+    for id in [1, 2] {
+        let task = rig.task(id).await;
+        assert_eq!(task.status, Status::Spec, "{task:?}");
+        assert_eq!(task.phase_attempts, 0, "the outage spent no attempt");
+    }
+
+    // The engine is back: the gate closes by itself and both tasks finish.
+    engine.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    for id in [1, 2] {
+        let task = rig.finished(id).await;
+        assert_eq!(task.status, Status::Done, "{task:?}");
+        assert_eq!(task.impl_attempts, 1);
+    }
+    assert_eq!(gate.open_reason(), None);
+    let told = admin.0.lock().unwrap().clone();
+    assert_eq!(
+        told.len(),
+        2,
+        "the admin is told once, and once more at the end: {told:?}"
+    );
+    assert!(
+        told[0].contains("paused") && told[0].contains("Docker engine"),
+        "{told:?}"
+    );
+    assert!(told[1].contains("resumed"), "{told:?}");
+    rig.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_tasks_are_still_shown_after_a_restart() {
     let mut rig = PipelineRig::start(&["app"], team(|_| greet("hello"))).await;

@@ -262,8 +262,9 @@ async fn continuous_mode_releases_each_task_and_trains_of_two_repos_overlap() {
         let task = rig.reaches(id, |s| s == Status::Merged).await;
         assert!(task.merged.is_some());
     }
-    let a = ractor::call_t!(train(&rig, "app").await, TrainMsg::Get, 5_000).unwrap();
-    let b = ractor::call_t!(train(&rig, "lib").await, TrainMsg::Get, 5_000).unwrap();
+    // A task hears it is merged before its train writes its digest: wait for both.
+    let a = finished_train(&rig, "app", 1).await;
+    let b = finished_train(&rig, "lib", 1).await;
     let (a, b) = (a.last.unwrap(), b.last.unwrap());
     assert!(
         a.started_ms < b.finished_ms && b.started_ms < a.finished_ms,

@@ -55,6 +55,8 @@ struct Runs {
 static RUNS: [Runs; 2] = [const { new_runs() }, const { new_runs() }];
 static CHAT_MESSAGES: AtomicU64 = AtomicU64::new(0);
 static CHAT_TRIGGERS: AtomicU64 = AtomicU64::new(0);
+static GATE_OPEN: AtomicU64 = AtomicU64::new(0);
+static GATE_TRIPS: AtomicU64 = AtomicU64::new(0);
 
 const fn new_runs() -> Runs {
     Runs {
@@ -105,6 +107,14 @@ pub fn chat_message(trigger: bool) {
     }
 }
 
+/// The pipeline's sandbox gate opened (`true`) or closed ([`crate::pipeline::gate`]).
+pub fn sandbox_gate(open: bool) {
+    GATE_OPEN.store(u64::from(open), Relaxed);
+    if open {
+        GATE_TRIPS.fetch_add(1, Relaxed);
+    }
+}
+
 /// A copy of one kind's run counters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentRunStats {
@@ -123,6 +133,9 @@ pub struct MetricsSnapshot {
     pub agent_runs: Vec<AgentRunStats>,
     pub chat_messages: u64,
     pub chat_triggers: u64,
+    /// Whether the pipeline's sandbox gate is open now, and how often it opened.
+    pub sandbox_gate_open: bool,
+    pub sandbox_gate_trips: u64,
 }
 
 /// Reads every counter.
@@ -154,6 +167,8 @@ pub fn snapshot() -> MetricsSnapshot {
         agent_runs,
         chat_messages: CHAT_MESSAGES.load(Relaxed),
         chat_triggers: CHAT_TRIGGERS.load(Relaxed),
+        sandbox_gate_open: GATE_OPEN.load(Relaxed) == 1,
+        sandbox_gate_trips: GATE_TRIPS.load(Relaxed),
     }
 }
 

@@ -27,6 +27,7 @@ use actors::agent::{AgentError, AgentOutcome, AgentRequest, AgentRunner, Progres
 use actors::chat::ChatId;
 use actors::chat::router::RouterMsg;
 use actors::pipeline::desk::{DESK_NAME, Desk, DeskArgs};
+use actors::pipeline::gate::SandboxGate;
 use actors::pipeline::ports::{Announcer, TestOutcome, TestRequest, TestRunError, TestRunner, Vcs};
 use actors::pipeline::repo::{Repo, RepoArgs, repo_actor_name, tasks_supervisor_name};
 use actors::pipeline::task::{PipelineSettings, RepoDeps, TaskDeps};
@@ -209,6 +210,19 @@ pub struct PipelineWiring {
     pub tests: Arc<dyn TestRunner>,
     /// Told the new `main` of `PIPELINE_REPO` after each release (self-update).
     pub on_primary_release: Option<ReleaseHook>,
+    /// The breaker on the sandbox every task passes ([`sandbox_gate`]).
+    pub gate: Option<Arc<SandboxGate>>,
+}
+
+/// The pipeline's breaker on its sandbox, for sandboxes that can go away under a running
+/// daemon (a Docker engine); it tells `PIPELINE_ADMIN_CHAT` when it opens and closes.
+pub fn sandbox_gate(config: &Config, runners: &Runners) -> Option<Arc<SandboxGate>> {
+    let probe = runners.probe()?;
+    let admin = config
+        .pipeline_admin_chat
+        .clone()
+        .map(|chat| (Arc::new(RouterAnnouncer) as Arc<dyn Announcer>, chat));
+    Some(SandboxGate::new(probe, admin))
 }
 
 /// Settings every task shares, from the configuration.
@@ -320,6 +334,7 @@ fn repo_spec(
                 announcer: Some(Arc::new(RouterAnnouncer)),
                 // Set per task by the repository actor.
                 report: None,
+                gate: w.gate.clone(),
             };
             let args = RepoArgs {
                 deps,

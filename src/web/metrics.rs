@@ -260,6 +260,18 @@ async fn agent_metrics(out: &mut Out) {
         "Chat messages that triggered the assistant.",
     );
     out.sample("borg_chat_triggers_total", &[], m.chat_triggers);
+    out.family(
+        "borg_pipeline_paused",
+        "gauge",
+        "1 while the pipeline waits for its agent sandbox (the Docker engine) to come back.",
+    );
+    out.sample("borg_pipeline_paused", &[], u64::from(m.sandbox_gate_open));
+    out.family(
+        "borg_pipeline_pauses_total",
+        "counter",
+        "Times the pipeline paused because its agent sandbox was unavailable.",
+    );
+    out.sample("borg_pipeline_pauses_total", &[], m.sandbox_gate_trips);
     if let Some(slots) = super::api::slots().await {
         out.family(
             "borg_agent_slots",

@@ -86,6 +86,12 @@ impl ScriptedAgent {
         })
     }
 
+    /// The act this agent's script chooses, without running it (to wrap one script in
+    /// another).
+    pub fn play(&self, phase: &str, attempt: u32, request: &AgentRequest) -> Act {
+        (self.script)(phase, attempt, request)
+    }
+
     pub fn prompts(&self, phase: &str) -> Vec<String> {
         let marker = format!("Phase: {phase}\n");
         self.requests
@@ -212,16 +218,26 @@ impl PipelineRig {
         extra: &[(&str, &str)],
         prepare: impl FnOnce(&Path),
     ) -> Self {
-        Self::start_full(names, agent, extra, prepare, Arc::new(ProcessTestRunner)).await
+        Self::start_full(
+            names,
+            agent,
+            extra,
+            prepare,
+            Arc::new(ProcessTestRunner),
+            None,
+        )
+        .await
     }
 
-    /// [`PipelineRig::start_with`] with the test runner given (to time test runs, say).
+    /// [`PipelineRig::start_with`] with the test runner given (to time test runs, say) and
+    /// the pipeline's sandbox gate.
     pub async fn start_full(
         names: &[&str],
         agent: Arc<ScriptedAgent>,
         extra: &[(&str, &str)],
         prepare: impl FnOnce(&Path),
         tests: Arc<dyn actors::pipeline::ports::TestRunner>,
+        gate: Option<Arc<actors::pipeline::gate::SandboxGate>>,
     ) -> Self {
         let turn = TURN.lock().await;
         let root = tempfile::tempdir().unwrap();
@@ -260,6 +276,7 @@ impl PipelineRig {
             runner: agent.clone(),
             tests,
             on_primary_release: None,
+            gate,
         };
         let tree = spawn(&wiring, &settings).await;
         Self {

@@ -11,6 +11,7 @@
 //! ```
 
 pub mod desk;
+pub mod gate;
 pub mod phase;
 pub mod ports;
 pub mod repo;

@@ -107,6 +107,9 @@ pub struct TaskDeps {
     pub announcer: Option<Arc<dyn Announcer>>,
     /// Told every change (the repository actor sets it when it starts the task).
     pub report: Option<Reporter>,
+    /// The pipeline's breaker on the sandbox, passed before every agent and test run
+    /// (`None`: no breaker, each task backs off on its own).
+    pub gate: Option<Arc<crate::pipeline::gate::SandboxGate>>,
 }
 
 /// Receives a task's summary after every change.

@@ -62,6 +62,7 @@ pub(super) async fn run_agent(
     spec: &PhaseSpec,
     wt: &Path,
 ) -> Result<TaskSnapshot, StepResult> {
+    pass_gate(deps).await;
     let Some(_slot) = crate::slots::acquire(&deps.slots, format!("task {}", snap.id)).await else {
         return Err(stalled("the agent slots are not running"));
     };
@@ -92,7 +93,12 @@ pub(super) async fn run_agent(
     match outcome.error {
         None => Ok(snap),
         // The sandbox refused or is unreachable: not the agent's failure.
-        Some(AgentError::Spawn(why)) => Err(stalled(format!("the agent could not start: {why}"))),
+        Some(AgentError::Spawn(why)) => {
+            if let Some(gate) = &deps.gate {
+                gate.trip(&why);
+            }
+            Err(stalled(format!("the agent could not start: {why}")))
+        }
         // The model API is down or overloaded (the CLI already retried): wait it out
         // rather than spend the task's attempts on an outage.
         Some(AgentError::Api {
@@ -148,7 +154,24 @@ pub(super) async fn run_tests(
         command: deps.repo.test_cmd.clone(),
         timeout: deps.settings.test_timeout,
     };
-    deps.tests.run(request).await.map_err(|e| e.to_string())
+    pass_gate(deps).await;
+    deps.tests.run(request).await.map_err(|e| {
+        // The test command could not be run at all: the sandbox's fault, like a spawn error.
+        if let Some(gate) = &deps.gate {
+            gate.trip(&e.to_string());
+        }
+        e.to_string()
+    })
+}
+
+/// Waits while the pipeline's sandbox gate is open ([`crate::pipeline::gate`]).
+async fn pass_gate(deps: &TaskDeps) {
+    if let Some(gate) = &deps.gate
+        && let Some(why) = gate.open_reason()
+    {
+        tracing::info!("waiting for the agent sandbox: {why}");
+        gate.closed().await;
+    }
 }
 
 pub(super) fn short(commit: &str) -> &str {
