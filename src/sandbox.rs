@@ -89,6 +89,8 @@ impl SandboxProbe for DockerProbe {
                 .inspect_image(&self.image)
                 .await
                 .map_err(|e| format!("the agent image {} is not there: {e}", self.image))?;
+            // Containers of runs the outage cut short, which could not be removed then.
+            crate::docker::remove_unremoved(&self.docker).await;
             Ok(())
         })
     }

@@ -104,6 +104,33 @@ fn prepare_repairs_a_worktree_deleted_by_hand() {
 }
 
 #[test]
+fn prepare_clears_a_stale_index_lock_and_keeps_the_work() {
+    let Some(fx) = Fixture::new() else { return };
+    let wt = fx.repo.prepare(5).unwrap();
+    write(&wt.path.join("c.txt"), "c\n");
+    // What a git process killed in the middle of a commit leaves in the worktree's git dir.
+    let record = PathBuf::from(git(&wt.path, &["rev-parse", "--absolute-git-dir"]));
+    std::fs::write(record.join("index.lock"), "").unwrap();
+    assert!(
+        fx.repo.commit_all(&wt.path, "c").is_err(),
+        "git refuses to commit past the lock"
+    );
+
+    let again = fx.repo.prepare(5).unwrap();
+    assert_eq!(again, wt);
+    assert!(
+        !record.join("index.lock").exists(),
+        "the stale lock is gone"
+    );
+    assert_eq!(
+        std::fs::read_to_string(wt.path.join("c.txt")).unwrap(),
+        "c\n",
+        "uncommitted work is kept"
+    );
+    assert!(fx.repo.commit_all(&wt.path, "c").unwrap().is_some());
+}
+
+#[test]
 fn prepare_redoes_an_add_that_crashed_halfway() {
     let Some(fx) = Fixture::new() else { return };
     let wt = fx.repo.prepare(40).unwrap();

@@ -4,6 +4,7 @@
 #[path = "support/pipeline_rig.rs"]
 mod rig;
 
+use std::path::Path;
 use std::time::Duration;
 
 use actors::pipeline::phase::Status;
@@ -341,6 +342,70 @@ async fn an_outage_or_a_crashing_runner_waits_without_spending_attempts() {
         task.history
     );
     assert_eq!(task.waiting, None, "the wait is over");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worktree_deleted_or_locked_mid_task_is_repaired_and_no_attempt_spent() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let outage = || actors::agent::AgentError::Api {
+        status: Some(529),
+        kind: Some("overloaded_error".into()),
+        message: "Overloaded".into(),
+    };
+    let qa_runs = std::sync::Arc::new(AtomicU32::new(0));
+    let runs = qa_runs.clone();
+    let good = team(|_| greet("hello"));
+    let agent = ScriptedAgent::new(move |phase, attempt, request| {
+        if phase == "qa" {
+            let wt = &request.workdir;
+            match runs.fetch_add(1, Ordering::SeqCst) {
+                // Someone deletes the worktree by hand while the agent runs (which then
+                // meets a model outage, so the phase is tried again).
+                0 => {
+                    std::fs::remove_dir_all(wt).unwrap();
+                    return Act {
+                        error: Some(outage()),
+                        ..Act::default()
+                    };
+                }
+                // The agent's git is killed in the middle of a commit: its lock stays.
+                1 => {
+                    let git_dir = git(wt, &["rev-parse", "--absolute-git-dir"]);
+                    std::fs::write(Path::new(&git_dir).join("index.lock"), "").unwrap();
+                    return Act {
+                        error: Some(outage()),
+                        ..Act::default()
+                    };
+                }
+                _ => {}
+            }
+        }
+        good.play(phase, attempt, request)
+    });
+    let rig = PipelineRig::start(&["app"], agent).await;
+    rig.create(None, "Add a greeting").await.unwrap();
+    let done = rig.finished(1).await;
+    use Status::*;
+    assert_eq!(
+        path(&done),
+        [Backlog, Spec, Qa, Impl, Test, Done],
+        "{done:?}"
+    );
+    assert_eq!(qa_runs.load(Ordering::SeqCst), 3);
+    assert_eq!(done.impl_attempts, 1);
+    let wt = done.worktree.clone().unwrap();
+    let log = git(&wt, &["log", "--format=%s", "main..borg/task-1"]);
+    assert_eq!(log.lines().count(), 3, "spec, tests, implementation: {log}");
+    let app = rig.repo_path("app");
+    let list = git(&app, &["worktree", "list", "--porcelain"]);
+    assert_eq!(list.matches("worktree ").count(), 2, "{list}");
+    assert!(!list.contains("prunable"), "{list}");
+    assert_eq!(
+        git(&app, &["status", "--porcelain"]),
+        "",
+        "main's checkout untouched"
+    );
     rig.stop().await;
 }
 

@@ -71,23 +71,15 @@ async fn a_task_from_chat_goes_through_every_phase_in_real_containers() {
     let repo = create_sample_repo(&dir.path().join("repos")).unwrap();
     let telegram = FakeTelegram::start(TOKEN).await;
     let model = ScriptedModel::start(demo_script()).await.unwrap();
-    let child = borg(dir.path())
-        .arg("run")
-        .env("RUST_LOG", "info")
-        .env("TELEGRAM_BOT_TOKEN", TOKEN)
-        .env("TELEGRAM_API_URL", &telegram.url)
-        .env("BORG_ADMIN_USERS", format!("tg:{ADMIN}"))
-        .env("PIPELINE_ADMIN_CHAT", format!("tg:{GROUP}"))
-        .env("PIPELINE_REPO", &repo)
-        .env("PIPELINE_TEST_CMD", SAMPLE_TEST_COMMAND)
-        .env("AGENT_SANDBOX", "docker")
-        // The scripted model listens on the host's loopback.
-        .env("AGENT_NETWORK", "host")
-        .env("ANTHROPIC_BASE_URL", model.base_url())
-        .env("ANTHROPIC_API_KEY", "sk-test")
-        .env("COLLECTION_WINDOW_MS", "200")
-        .env("COOLDOWN_MS", "200")
-        .env("AGENT_IDLE_TIMEOUT_S", "60")
+    let world = daemon_support::PipelineWorld {
+        token: TOKEN,
+        telegram_url: &telegram.url,
+        admin: ADMIN,
+        group: GROUP,
+        repo: &repo,
+        model_url: &model.base_url(),
+    };
+    let child = daemon_support::containerized_pipeline(dir.path(), &world)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

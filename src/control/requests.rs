@@ -1,7 +1,7 @@
 //! The control socket's requests and answers. Every answer is JSON: the status report, or
 //! `{"ok": true, ...}`, or `{"ok": false, "error": "<what was wrong>"}` for a bad request.
 
-use actors::pipeline::desk::{DeskMsg, desk};
+use actors::pipeline::desk::{DeskMsg, create_task, desk};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -75,27 +75,9 @@ pub(super) async fn answer(line: &str, args: &ControlArgs) -> Value {
             repo,
             title,
             description,
-        } => match desk() {
-            Some(desk) => {
-                let created = ractor::call_t!(
-                    desk,
-                    |reply| DeskMsg::Create {
-                        repo,
-                        title,
-                        description,
-                        origin: None,
-                        requested_by: "cli".into(),
-                        reply,
-                    },
-                    DESK_WAIT_MS
-                );
-                match created {
-                    Ok(Ok(task)) => json!({"ok": true, "task": task}),
-                    Ok(Err(why)) => error(why),
-                    Err(e) => error(format!("the pipeline did not answer: {e}")),
-                }
-            }
-            None => error(NO_PIPELINE.into()),
+        } => match create_task(repo, title, description, "cli".into()).await {
+            Ok(task) => json!({"ok": true, "task": task}),
+            Err(why) => error(why.to_string()),
         },
         Request::Release { repo } => match actors::pipeline::train::release_now(repo).await {
             Ok((repo, train)) => json!({"ok": true, "repo": repo, "train": train}),

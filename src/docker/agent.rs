@@ -19,7 +19,8 @@ use tokio::io::BufReader;
 
 use super::DockerConfig;
 use super::container::{
-    AGENT_HOME, AbortOnDrop, Cleanup, ContainerSpec, WORKSPACE, demux, launch, new_run_id,
+    AGENT_HOME, AbortOnDrop, Cleanup, ContainerSpec, WORKSPACE, demux, engine_lost, launch,
+    new_run_id,
 };
 use super::mounts::MountPolicy;
 use super::ownership::RunAs;
@@ -153,7 +154,13 @@ impl ContainerRunner {
         // Removing the container kills whatever still runs in it and ends its output.
         cleanup.run().await;
         let _ = tokio::time::timeout(STDERR_GRACE, &mut reader.0).await;
-        ended.conclude(&stderr.text(), "claude container run")
+        let mut outcome = ended.conclude(&stderr.text(), "claude container run");
+        if outcome.error.is_some()
+            && let Some(why) = engine_lost(&self.docker).await
+        {
+            outcome.error = Some(AgentError::Spawn(why));
+        }
+        outcome
     }
 }
 

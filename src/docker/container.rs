@@ -176,8 +176,11 @@ async fn finish(
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => {}
-            Err(err) => tracing::error!(container = %id, %err,
-                "cannot remove a container; remove_orphans takes it at the next start"),
+            Err(err) => {
+                tracing::error!(container = %id, %err,
+                    "cannot remove a container now; it is removed once the engine answers");
+                unremoved().push(id);
+            }
         }
     }
     if let Some(after) = after
@@ -185,6 +188,35 @@ async fn finish(
     {
         tracing::error!(%err, "a run's cleanup step failed");
     }
+}
+
+/// Containers whose removal failed (the engine did not answer), to remove once it does.
+/// Process-wide, like the engine: whichever runner or probe next reaches the engine clears
+/// them, and the next start's orphan sweep takes any a crash left.
+static UNREMOVED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn unremoved() -> std::sync::MutexGuard<'static, Vec<String>> {
+    UNREMOVED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Removes the containers whose removal failed earlier; returns how many are still left.
+pub async fn remove_unremoved(docker: &Docker) -> usize {
+    let pending = std::mem::take(&mut *unremoved());
+    for id in pending {
+        // `finish` puts the id back when the engine still does not answer.
+        finish(docker.clone(), Some(id), None).await;
+    }
+    unremoved().len()
+}
+
+/// Whether a run that ended badly did so because the engine went away: it no longer
+/// answers. Then the run is the sandbox's failure, not the agent's or the tests'.
+pub async fn engine_lost(docker: &Docker) -> Option<String> {
+    docker
+        .ping()
+        .await
+        .err()
+        .map(|e| format!("the Docker engine went away during the run: {e}"))
 }
 
 /// The output stream of an attached container.

@@ -49,7 +49,7 @@ use std::time::Duration;
 use bollard::Docker;
 
 pub use agent::ContainerRunner;
-pub use container::{remove_instance_orphans, remove_orphans};
+pub use container::{remove_instance_orphans, remove_orphans, remove_unremoved};
 pub use image::{
     BuildContext, ImageStatus, build_agent_image, context_hash, host_extra_ca_certs, image_status,
 };

@@ -12,7 +12,9 @@ use actors::pipeline::ports::{TestOutcome, TestRequest, TestRunError, TestRunner
 use bollard::Docker;
 
 use super::DockerConfig;
-use super::container::{AbortOnDrop, Cleanup, ContainerSpec, WORKSPACE, demux, launch, new_run_id};
+use super::container::{
+    AbortOnDrop, Cleanup, ContainerSpec, WORKSPACE, demux, engine_lost, launch, new_run_id,
+};
 use super::mounts::MountPolicy;
 use super::ownership::RunAs;
 use crate::claude::process::OutputTail;
@@ -110,6 +112,11 @@ impl ContainerTestRunner {
             Err(_) => (None, true),
         };
         cleanup.run().await;
+        if exit_code != Some(0)
+            && let Some(why) = engine_lost(&self.docker).await
+        {
+            return Err(refused(why));
+        }
         if timed_out {
             tracing::warn!(owner = %request.owner, timeout = ?request.timeout,
                 "a test command ran past its timeout and was stopped");

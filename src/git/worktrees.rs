@@ -234,10 +234,28 @@ pub fn reuse_registered(
             std::fs::write(&dot_git, link)
                 .map_err(|e| repo.err(op, format!("restore {}: {e}", dot_git.display())))?;
         }
+        clear_stale_index_lock(repo, proxy.git_dir(), op)?;
         return Ok(true);
     }
     discard(repo, main, path, op)?;
     Ok(false)
+}
+
+/// Removes the `index.lock` a git process killed in the middle (an agent's, or borg's own
+/// at a `kill -9`) left in one of borg's worktrees. Only borg works in its worktrees, and
+/// the callers hold the repository's admin lock with nothing of borg's running there, so a
+/// lock found now is stale; left alone, every later commit there would fail.
+fn clear_stale_index_lock(repo: &GitRepo, git_dir: &Path, op: &str) -> Result<(), VcsError> {
+    let lock = git_dir.join("index.lock");
+    match std::fs::remove_file(&lock) {
+        Ok(()) => {
+            tracing::warn!(repo = %repo.name, lock = %lock.display(),
+                "removed a stale index.lock from a worktree of borg's");
+            Ok(())
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(repo.err(op, format!("remove the stale {}: {e}", lock.display()))),
+    }
 }
 
 /// Removes the worktree at `path`, its changes and its record; gone already is fine. When gix

@@ -13,7 +13,7 @@
 //! store comes back, nothing else. The store and the root cannot be restarted while borg
 //! runs; restarting this server answers first (202) and restarts it right after.
 
-use actors::pipeline::desk::DeskMsg;
+use actors::pipeline::desk::{CreateError, DeskMsg, create_task};
 use actors::pipeline::phase::Status;
 use serde::Deserialize;
 use serde_json::json;
@@ -99,7 +99,9 @@ struct NewTask {
 
 async fn create(ctx: &WebContext, body: &Body) -> ApiResult {
     let new: NewTask = parse(body)?;
-    let task = create_task(new.repo, new.title, new.description, "web".into()).await?;
+    let task = create_task(new.repo, new.title, new.description, "web".into())
+        .await
+        .map_err(not_created)?;
     Ok(json(
         StatusCode::CREATED,
         &json!({ "task": task }),
@@ -107,32 +109,12 @@ async fn create(ctx: &WebContext, body: &Body) -> ApiResult {
     ))
 }
 
-async fn create_task(
-    repo: Option<String>,
-    title: String,
-    description: String,
-    requested_by: String,
-) -> Result<actors::pipeline::repo::TaskSummary, ApiError> {
-    let desk = desk_ref()?;
-    let created = ractor::call_t!(
-        desk,
-        |reply| DeskMsg::Create {
-            repo,
-            title,
-            description,
-            origin: None,
-            requested_by,
-            reply,
-        },
-        CREATE_MS
-    );
-    match created {
-        Ok(Ok(task)) => Ok(task),
+/// A task the desk did not create, as the API answers it.
+fn not_created(e: CreateError) -> ApiError {
+    match e {
         // The desk's refusals name the problem (no title, unknown repository).
-        Ok(Err(why)) => Err(ApiError::bad_request(why)),
-        Err(e) => Err(ApiError::unavailable(format!(
-            "the pipeline did not answer: {e}"
-        ))),
+        CreateError::Refused(why) => ApiError::bad_request(why),
+        CreateError::NotRunning | CreateError::NoAnswer(_) => ApiError::unavailable(e.to_string()),
     }
 }
 
@@ -183,7 +165,8 @@ async fn retry(ctx: &WebContext, id: &str, body: &Body) -> ApiResult {
         old.task.description.clone(),
         format!("web (retry of #{id})"),
     )
-    .await?;
+    .await
+    .map_err(not_created)?;
     let note = format!(
         "created task #{} with the repository, title and description of #{id}, which stays {} \
          with its history",

@@ -62,3 +62,40 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// What a pipeline end-to-end daemon talks to.
+pub struct PipelineWorld<'a> {
+    /// The fake Telegram's bot token and URL.
+    pub token: &'a str,
+    pub telegram_url: &'a str,
+    /// The user allowed to administer, and the group that is the pipeline's admin chat.
+    pub admin: i64,
+    pub group: i64,
+    /// The repository, with the sample's test command.
+    pub repo: &'a Path,
+    /// The scripted model's base URL.
+    pub model_url: &'a str,
+}
+
+/// `borg run` in `dir` with a chat on the fake Telegram, one repository's pipeline and its
+/// agents in Docker containers (host network: the scripted model listens on the host's
+/// loopback); the caller adds what its test needs and spawns it.
+pub fn containerized_pipeline(dir: &Path, world: &PipelineWorld) -> Command {
+    let mut cmd = borg(dir);
+    cmd.arg("run")
+        .env("RUST_LOG", "info")
+        .env("TELEGRAM_BOT_TOKEN", world.token)
+        .env("TELEGRAM_API_URL", world.telegram_url)
+        .env("BORG_ADMIN_USERS", format!("tg:{}", world.admin))
+        .env("PIPELINE_ADMIN_CHAT", format!("tg:{}", world.group))
+        .env("PIPELINE_REPO", world.repo)
+        .env("PIPELINE_TEST_CMD", borg::demo::SAMPLE_TEST_COMMAND)
+        .env("AGENT_SANDBOX", "docker")
+        .env("AGENT_NETWORK", "host")
+        .env("ANTHROPIC_BASE_URL", world.model_url)
+        .env("ANTHROPIC_API_KEY", "sk-test")
+        .env("COLLECTION_WINDOW_MS", "200")
+        .env("COOLDOWN_MS", "200")
+        .env("AGENT_IDLE_TIMEOUT_S", "60");
+    cmd
+}

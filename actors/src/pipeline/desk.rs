@@ -22,6 +22,59 @@ pub fn desk() -> Option<ActorRef<DeskMsg>> {
     ractor::registry::where_is(DESK_NAME).map(ActorRef::from)
 }
 
+/// Why [`create_task`] made no task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateError {
+    /// No desk is registered: the pipeline is not running.
+    NotRunning,
+    /// The desk refused the task; the text names the problem (no title, unknown repository).
+    Refused(String),
+    /// The desk did not answer in time, or stopped while asked; the text is the call's error.
+    NoAnswer(String),
+}
+
+impl std::fmt::Display for CreateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotRunning => {
+                f.write_str("the pipeline is not running (set PIPELINE_REPO to a git repository)")
+            }
+            Self::Refused(why) => f.write_str(why),
+            Self::NoAnswer(e) => write!(f, "the pipeline did not answer: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CreateError {}
+
+/// Longer than the desk's own wait on a repository creating a task.
+const CREATE_WAIT_MS: u64 = CREATE_TIMEOUT_MS + 10_000;
+
+/// Creates a task through the running desk (with no origin), for the dashboard and the
+/// control socket.
+pub async fn create_task(
+    repo: Option<String>,
+    title: String,
+    description: String,
+    requested_by: String,
+) -> Result<TaskSummary, CreateError> {
+    let desk = desk().ok_or(CreateError::NotRunning)?;
+    ractor::call_t!(
+        desk,
+        |reply| DeskMsg::Create {
+            repo,
+            title,
+            description,
+            origin: None,
+            requested_by,
+            reply,
+        },
+        CREATE_WAIT_MS
+    )
+    .map_err(|e| CreateError::NoAnswer(e.to_string()))?
+    .map_err(CreateError::Refused)
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeskSnapshot {
     pub next_id: u64,
@@ -215,5 +268,34 @@ impl DeskState {
             CREATE_TIMEOUT_MS
         )
         .map_err(|e| format!("the repository did not answer: {e}"))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_errors_say_what_went_wrong() {
+        assert_eq!(
+            CreateError::NotRunning.to_string(),
+            "the pipeline is not running (set PIPELINE_REPO to a git repository)"
+        );
+        assert_eq!(
+            CreateError::Refused("a task needs a title".into()).to_string(),
+            "a task needs a title"
+        );
+        assert_eq!(
+            CreateError::NoAnswer("timeout".into()).to_string(),
+            "the pipeline did not answer: timeout"
+        );
+        assert_eq!(CREATE_WAIT_MS, 70_000);
+    }
+
+    #[tokio::test]
+    async fn create_task_without_a_desk_is_not_running() {
+        assert!(desk().is_none());
+        let created = create_task(None, "t".into(), String::new(), "test".into()).await;
+        assert_eq!(created, Err(CreateError::NotRunning));
     }
 }

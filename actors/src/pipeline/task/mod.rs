@@ -297,15 +297,33 @@ impl TaskState {
                 let wait = (self.deps.settings.stall_retry * 2u32.pow(self.stalls.min(8)))
                     .min(Duration::from_secs(300));
                 self.stalls += 1;
+                let gate = self.deps.gate.clone().filter(|g| g.open_reason().is_some());
+                let again = match gate {
+                    Some(_) => "once the sandbox is back".to_owned(),
+                    None => format!("in {wait:?}"),
+                };
                 tracing::warn!(task = self.snap.id, status = %self.snap.status,
-                    "stalled, trying again in {wait:?}: {reason}");
+                    "stalled, trying again {again}: {reason}");
                 if self.snap.waiting.as_deref() != Some(reason.as_str()) {
                     self.snap.waiting = Some(reason);
                     self.persister.save(&self.snap).await?;
                     self.report();
                 }
                 let generation = self.generation;
-                myself.send_after(wait, move || TaskMsg::Advance(generation));
+                match gate {
+                    // The sandbox is down for everyone: go on the moment it is back, not
+                    // when this task's own backoff happens to end.
+                    Some(gate) => {
+                        let me = myself.clone();
+                        self.step = Some(AbortOnDrop::spawn(async move {
+                            gate.closed().await;
+                            let _ = me.cast(TaskMsg::Advance(generation));
+                        }));
+                    }
+                    _ => {
+                        myself.send_after(wait, move || TaskMsg::Advance(generation));
+                    }
+                }
                 return Ok(());
             }
         };

@@ -31,7 +31,7 @@ pub(super) async fn run(deps: &Arc<TaskDeps>, mut snap: TaskSnapshot) -> StepRes
     let Some(spec) = Status::Rebase.spec() else {
         return stalled("no rebase phase");
     };
-    let wt = match worktree(&snap) {
+    let wt = match worktree(deps, &snap).await {
         Ok(wt) => wt,
         Err(stall) => return stall,
     };

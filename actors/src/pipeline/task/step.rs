@@ -66,7 +66,7 @@ async fn agent_phase(deps: &TaskDeps, snap: TaskSnapshot) -> StepResult {
     let Some(spec) = snap.status.spec() else {
         return stalled("not an agent phase");
     };
-    let wt = match worktree(&snap) {
+    let wt = match worktree(deps, &snap).await {
         Ok(wt) => wt,
         Err(stall) => return stall,
     };
@@ -243,7 +243,7 @@ async fn check_commit(deps: &TaskDeps, mut snap: TaskSnapshot, wt: &Path) -> Ste
 }
 
 async fn test_phase(deps: &TaskDeps, mut snap: TaskSnapshot) -> StepResult {
-    let wt = match worktree(&snap) {
+    let wt = match worktree(deps, &snap).await {
         Ok(wt) => wt,
         Err(stall) => return stall,
     };

@@ -41,10 +41,24 @@ pub(super) fn stalled(reason: impl Into<String>) -> StepResult {
 
 pub use crate::pipeline::ports::git;
 
-pub(super) fn worktree(snap: &TaskSnapshot) -> Result<PathBuf, StepResult> {
-    snap.worktree
-        .clone()
-        .ok_or_else(|| stalled("the task has no worktree yet"))
+/// The task's worktree, checked and repaired before a step works in it: one deleted by hand
+/// is added again from the task's branch (its committed work is all there), and a stale
+/// `index.lock` that a killed git process left is cleared ([`crate::pipeline::ports::Vcs::prepare`] does both).
+pub(super) async fn worktree(deps: &TaskDeps, snap: &TaskSnapshot) -> Result<PathBuf, StepResult> {
+    let Some(recorded) = snap.worktree.clone() else {
+        return Err(stalled("the task has no worktree yet"));
+    };
+    let id = snap.id;
+    if !recorded.is_dir() {
+        tracing::warn!(task = id, path = %recorded.display(),
+            "the task's worktree is gone (deleted by hand?); adding it again from its branch");
+    }
+    match git(&deps.repo.vcs, move |v| v.prepare(id)).await {
+        Ok(wt) => Ok(wt.path),
+        Err(e) => Err(stalled(format!(
+            "could not repair the task's worktree: {e}"
+        ))),
+    }
 }
 
 /// Waits for this repository's turn at `status` (one task per phase per repository).
