@@ -26,6 +26,7 @@
 
 pub mod format;
 mod open;
+mod recover;
 mod stats;
 mod writer;
 
@@ -62,8 +63,9 @@ struct Inner {
     path: PathBuf,
     /// `None` once closed: new requests get [`StoreError::Closed`].
     sender: Mutex<Option<mpsc::Sender<writer::Request>>>,
-    /// Shared with the writer and with readers; `None` once closed.
-    db: Mutex<Option<Arc<Database>>>,
+    /// Shared with the writer (which replaces it when it reopens the file after an I/O
+    /// failure, `recover.rs`) and with readers; `None` once closed.
+    db: recover::Slot,
     metrics: Arc<stats::Metrics>,
     /// Becomes `true` when the writer thread has drained its queue and let go of the database.
     writer_exited: watch::Receiver<bool>,
@@ -95,11 +97,12 @@ impl Store {
     /// build can use is refused and left byte-for-byte untouched.
     pub fn open(data_dir: &Path) -> Result<Store, OpenError> {
         let (db, path) = open::open_database(data_dir)?;
-        let db = Arc::new(db);
+        let db: recover::Slot = Arc::new(Mutex::new(Some(Arc::new(db))));
         let metrics = Arc::new(stats::Metrics::default());
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (exited_tx, exited_rx) = watch::channel(false);
-        writer::spawn(db.clone(), rx, metrics.clone(), exited_tx).map_err(|e| OpenError {
+        let recovery = recover::Recovery::new(data_dir.to_owned(), db.clone());
+        writer::spawn(recovery, rx, metrics.clone(), exited_tx).map_err(|e| OpenError {
             path: path.clone(),
             kind: OpenErrorKind::Io(e),
         })?;
@@ -108,7 +111,7 @@ impl Store {
             inner: Arc::new(Inner {
                 path,
                 sender: Mutex::new(Some(tx)),
-                db: Mutex::new(Some(db)),
+                db,
                 metrics,
                 writer_exited: exited_rx,
             }),

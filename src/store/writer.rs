@@ -21,6 +21,7 @@ use supervisors::snapshot::{Claim, StoreError, check_fence, now_ms};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::format::{Record, RecordHeader, SNAPSHOTS_TABLE, Snapshot};
+use super::recover::Recovery;
 use super::stats::{BatchOutcome, Metrics};
 
 /// The most requests one transaction takes; the rest wait for the next commit. It bounds the
@@ -78,7 +79,7 @@ impl Request {
 /// Starts the writer thread. It runs until every sender is dropped and the queue is drained,
 /// then drops its database handle and sets `exited` to `true`.
 pub(crate) fn spawn(
-    db: Arc<Database>,
+    mut recovery: Recovery,
     rx: mpsc::Receiver<Request>,
     metrics: Arc<Metrics>,
     exited: watch::Sender<bool>,
@@ -86,7 +87,8 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("borg-store-writer".into())
         .spawn(move || {
-            run(&db, rx, &metrics);
+            let mut db = recovery.database();
+            run(&mut db, &mut recovery, rx, &metrics);
             // Release the file before announcing the exit, so that close() finds the database
             // free to close and a reopen in the same process does not hit our lock.
             drop(db);
@@ -95,15 +97,35 @@ pub(crate) fn spawn(
         .map(drop)
 }
 
-fn run(db: &Database, mut rx: mpsc::Receiver<Request>, metrics: &Metrics) {
+fn run(
+    db: &mut Option<Arc<Database>>,
+    recovery: &mut Recovery,
+    mut rx: mpsc::Receiver<Request>,
+    metrics: &Metrics,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // Blocks until at least one request is queued, then takes what else is there, up to the cap.
     while rx.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
         let requests = batch.len() as u64;
         let started = Instant::now();
+        // After an I/O failure: refused at once until DATA_DIR can take writes again.
+        let ready = recovery.ready(db).and_then(|()| {
+            db.clone()
+                .ok_or_else(|| "the snapshot store is closed".to_owned())
+        });
+        let db = match ready {
+            Ok(db) => db,
+            Err(why) => {
+                metrics.failed(requests);
+                for request in batch.drain(..) {
+                    request.fail(StoreError::Backend(why.clone()));
+                }
+                continue;
+            }
+        };
         // redb may panic on a file damaged behind its back. Answer the batch instead of leaving
         // callers hanging, then stop: nothing more should be written to such a file.
-        let result = panic::catch_unwind(AssertUnwindSafe(|| commit(db, &mut batch)));
+        let result = panic::catch_unwind(AssertUnwindSafe(|| commit(&db, &mut batch)));
         match result {
             Ok(Ok((answers, outcome))) => {
                 metrics.committed(outcome, started.elapsed());
@@ -113,6 +135,7 @@ fn run(db: &Database, mut rx: mpsc::Receiver<Request>, metrics: &Metrics) {
             }
             Ok(Err(why)) => {
                 tracing::error!(requests, error = %why, "snapshot commit failed");
+                recovery.failed(&why);
                 metrics.failed(requests);
                 for request in batch.drain(..) {
                     request.fail(StoreError::Backend(format!("commit failed: {why}")));
