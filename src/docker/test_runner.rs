@@ -112,7 +112,10 @@ impl ContainerTestRunner {
             Err(_) => (None, true),
         };
         cleanup.run().await;
-        if exit_code != Some(0)
+        // No exit code although the command was not stopped for its timeout: the engine could
+        // not say how it ended, maybe because it is gone (a failing test has a code).
+        if exit_code.is_none()
+            && !timed_out
             && let Some(why) = engine_lost(&self.docker).await
         {
             return Err(refused(why));

@@ -50,11 +50,6 @@ impl Recovery {
         }
     }
 
-    /// The database the writer starts with.
-    pub fn database(&self) -> Option<Arc<Database>> {
-        self.slot.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
     /// A commit failed for `why`; an I/O failure means the database must be reopened.
     pub fn failed(&mut self, why: &str) {
         if self.broken.is_none() && why.contains("I/O error") {
@@ -69,28 +64,39 @@ impl Recovery {
         }
     }
 
-    /// Whether a batch may be committed: `Ok` with `db` usable (reopened if it had to be),
-    /// or why not.
-    pub fn ready(&mut self, db: &mut Option<Arc<Database>>) -> Result<(), String> {
-        let Some(why) = self.broken.clone() else {
-            return Ok(());
-        };
+    /// The database to commit the next batch to (reopened first if it had to be), or why
+    /// the batch must be refused.
+    pub fn ready(&mut self) -> Result<Arc<Database>, String> {
+        if let Some(why) = self.broken.clone() {
+            self.try_recover(&why)?;
+        }
+        self.slot()
+            .clone()
+            .ok_or_else(|| "the snapshot store is closed".to_owned())
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<Database>>> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Refuses with `why` until a probe write succeeds, then reopens the file.
+    fn try_recover(&mut self, why: &str) -> Result<(), String> {
+        let dir = self.data_dir.display().to_string();
         let refused = |now: &str| {
             format!(
-                "the snapshot store cannot write to {}: {now}; it writes again by itself once \
-                 there is free space and the folder is writable",
-                self.data_dir.display()
+                "the snapshot store cannot write to {dir}: {now}; it writes again by itself \
+                 once there is free space and the folder is writable"
             )
         };
         if self.last_try.is_some_and(|at| at.elapsed() < RETRY_EVERY) {
-            return Err(refused(&why));
+            return Err(refused(why));
         }
         self.last_try = Some(Instant::now());
         if let Err(e) = self.probe() {
             self.broken = Some(e.clone());
             return Err(refused(&e));
         }
-        match self.reopen(db) {
+        match self.reopen() {
             Ok(()) => {
                 tracing::info!(data_dir = %self.data_dir.display(),
                     "the snapshot store writes again");
@@ -116,11 +122,9 @@ impl Recovery {
     }
 
     /// Closes the database (once reads in flight let go of it) and opens it again.
-    fn reopen(&self, db: &mut Option<Arc<Database>>) -> Result<(), String> {
-        let slot = || self.slot.lock().unwrap_or_else(|p| p.into_inner());
-        let taken = slot().take();
-        // Both are empty after a reopen that failed halfway: then there is nothing to close.
-        if let Some(mut old) = db.take().or(taken) {
+    fn reopen(&self) -> Result<(), String> {
+        // Empty after a reopen that failed halfway: then there is nothing to close.
+        if let Some(mut old) = self.slot().take() {
             let deadline = Instant::now() + READERS_WAIT;
             let closed = loop {
                 match Arc::try_unwrap(old) {
@@ -130,8 +134,7 @@ impl Recovery {
                         std::thread::sleep(Duration::from_millis(1));
                     }
                     Err(shared) => {
-                        *slot() = Some(shared.clone());
-                        *db = Some(shared);
+                        *self.slot() = Some(shared);
                         return Err("reads kept the store busy; trying again".into());
                     }
                 }
@@ -139,9 +142,7 @@ impl Recovery {
             drop(closed);
         }
         let (database, _) = open_database(&self.data_dir).map_err(|e| e.to_string())?;
-        let database = Arc::new(database);
-        *slot() = Some(database.clone());
-        *db = Some(database);
+        *self.slot() = Some(Arc::new(database));
         Ok(())
     }
 }

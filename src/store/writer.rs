@@ -87,33 +87,22 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("borg-store-writer".into())
         .spawn(move || {
-            let mut db = recovery.database();
-            run(&mut db, &mut recovery, rx, &metrics);
-            // Release the file before announcing the exit, so that close() finds the database
-            // free to close and a reopen in the same process does not hit our lock.
-            drop(db);
+            // Each batch takes the database from the shared slot and lets go of it after,
+            // so at the exit close() finds it free to close.
+            run(&mut recovery, rx, &metrics);
             exited.send_replace(true);
         })
         .map(drop)
 }
 
-fn run(
-    db: &mut Option<Arc<Database>>,
-    recovery: &mut Recovery,
-    mut rx: mpsc::Receiver<Request>,
-    metrics: &Metrics,
-) {
+fn run(recovery: &mut Recovery, mut rx: mpsc::Receiver<Request>, metrics: &Metrics) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // Blocks until at least one request is queued, then takes what else is there, up to the cap.
     while rx.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
         let requests = batch.len() as u64;
         let started = Instant::now();
         // After an I/O failure: refused at once until DATA_DIR can take writes again.
-        let ready = recovery.ready(db).and_then(|()| {
-            db.clone()
-                .ok_or_else(|| "the snapshot store is closed".to_owned())
-        });
-        let db = match ready {
+        let db = match recovery.ready() {
             Ok(db) => db,
             Err(why) => {
                 metrics.failed(requests);

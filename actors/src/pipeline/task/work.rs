@@ -170,11 +170,12 @@ pub(super) async fn run_tests(
     };
     pass_gate(deps).await;
     deps.tests.run(request).await.map_err(|e| {
+        let why = e.to_string();
         // The test command could not be run at all: the sandbox's fault, like a spawn error.
         if let Some(gate) = &deps.gate {
-            gate.trip(&e.to_string());
+            gate.trip(&why);
         }
-        e.to_string()
+        why
     })
 }
 
