@@ -15,7 +15,8 @@ use actors::agent::{AgentOutcome, AgentRequest, AgentRunner, ProgressSink};
 use actors::chat::group::{ChatSettings, GroupDeps};
 use actors::chat::router::{Router, RouterArgs, RouterMsg, RouterSettings};
 use actors::chat::{
-    ChatId, ChatTransport, Format, IncomingMessage, Platform, TransportError, TransportFuture,
+    ChatId, ChatTransport, Format, IncomingMessage, Platform, Taken, TransportError,
+    TransportFuture,
 };
 use actors::slots::AgentSlots;
 use borg::store::Store;
@@ -169,7 +170,10 @@ async fn main() {
     for g in 0..groups {
         bench
             .router
-            .cast(RouterMsg::Incoming(msg(g, 1, "/register")))
+            .cast(RouterMsg::Incoming(
+                msg(g, 1, "/register"),
+                Taken::unwatched(),
+            ))
             .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -184,7 +188,10 @@ async fn main() {
             sent.insert(format!("g{g}"), Instant::now());
             bench
                 .router
-                .cast(RouterMsg::Incoming(msg(g, id, "@Borg hi")))
+                .cast(RouterMsg::Incoming(
+                    msg(g, id, "@Borg hi"),
+                    Taken::unwatched(),
+                ))
                 .unwrap();
         }
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -215,7 +222,10 @@ async fn main() {
     for g in 10_000..10_000 + extra {
         bench
             .router
-            .cast(RouterMsg::Incoming(msg(g, 1, "/register")))
+            .cast(RouterMsg::Incoming(
+                msg(g, 1, "/register"),
+                Taken::unwatched(),
+            ))
             .unwrap();
     }
     tokio::time::sleep(Duration::from_secs(if quick { 1 } else { 3 })).await;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use actors::agent::AgentRunner;
 use actors::chat::group::{ChatSettings, GroupDeps};
 use actors::chat::router::{Router, RouterArgs, RouterMsg, RouterSettings};
-use actors::chat::{ChatId, ChatTransport, InboundSink, IncomingMessage, Platform};
+use actors::chat::{ChatId, ChatTransport, InboundSink, IncomingMessage, Platform, Taken};
 use actors::slots::SlotsMsg;
 use ractor::ActorRef;
 use supervisors::snapshot::SnapshotStore;
@@ -204,19 +204,22 @@ fn router_spec(w: ChatWiring, transports: HashMap<Platform, Arc<dyn ChatTranspor
     .kind("router")
 }
 
-/// Delivers what transports receive to whichever router is running now.
+/// Delivers what transports receive to whichever router is running now. The receipt is
+/// unkept at once when no router runs (its `Taken` is dropped with the failed cast).
 fn router_sink() -> InboundSink {
-    Arc::new(
-        |msg: IncomingMessage| match ractor::registry::where_is(ROUTER_NAME) {
+    Arc::new(|msg: IncomingMessage| {
+        let (taken, receipt) = Taken::pair();
+        match ractor::registry::where_is(ROUTER_NAME) {
             Some(cell) => {
                 let router: ActorRef<RouterMsg> = cell.into();
-                if router.cast(RouterMsg::Incoming(msg)).is_err() {
+                if router.cast(RouterMsg::Incoming(msg, taken)).is_err() {
                     tracing::warn!("chat router is stopping; a message was not taken in");
                 }
             }
             None => tracing::warn!("chat router is not running; a message was not taken in"),
-        },
-    )
+        }
+        receipt
+    })
 }
 
 fn chat_settings(c: &Config) -> ChatSettings {

@@ -7,7 +7,9 @@ mod fake_discord;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::chat::{ChatId, ChatTransport, Format, InboundSink, IncomingMessage, TransportError};
+use actors::chat::{
+    ChatId, ChatTransport, Format, InboundSink, IncomingMessage, Taken, TransportError,
+};
 use borg::discord::{
     DiscordConfig, DiscordGateway, DiscordTransport, GatewayArgs, GatewayMsg, GatewayStats,
 };
@@ -30,6 +32,10 @@ fn args(fake: &FakeDiscord) -> (GatewayArgs, mpsc::UnboundedReceiver<IncomingMes
     let (tx, inbox) = mpsc::unbounded_channel();
     let sink: InboundSink = Arc::new(move |m| {
         let _ = tx.send(m);
+        // Kept at once: this channel is the test's durable record.
+        let (taken, receipt) = Taken::pair();
+        taken.kept();
+        receipt
     });
     (GatewayArgs::new(config(fake), sink), inbox)
 }

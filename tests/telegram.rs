@@ -5,9 +5,12 @@
 mod fake_telegram;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use actors::chat::{ChatId, ChatTransport, Format, InboundSink, IncomingMessage, TransportError};
+use actors::chat::{
+    ChatId, ChatTransport, Format, InboundSink, IncomingMessage, Taken, TransportError,
+};
 use borg::telegram::{
     OFFSET_KEY, PollerArgs, PollerMsg, PollerStats, TelegramConfig, TelegramOffset, TelegramPoller,
     TelegramTransport,
@@ -31,24 +34,39 @@ struct Poller {
     actor: ActorRef<PollerMsg>,
     inbox: mpsc::UnboundedReceiver<IncomingMessage>,
     store: Arc<MemoryStore>,
+    /// Whether the sink keeps what it is given (as the router does once a group saved it).
+    keep: Arc<AtomicBool>,
 }
 
+/// The poller's arguments, with a sink that sends every message to the returned channel and
+/// keeps it while the returned switch is on (it starts on).
 fn args(
     fake: &FakeTelegram,
     store: Arc<MemoryStore>,
-) -> (PollerArgs, mpsc::UnboundedReceiver<IncomingMessage>) {
+) -> (
+    PollerArgs,
+    mpsc::UnboundedReceiver<IncomingMessage>,
+    Arc<AtomicBool>,
+) {
     let (tx, inbox) = mpsc::unbounded_channel();
+    let keep = Arc::new(AtomicBool::new(true));
+    let keeping = keep.clone();
     let sink: InboundSink = Arc::new(move |m| {
+        let (taken, receipt) = Taken::pair();
         let _ = tx.send(m);
+        if keeping.load(Ordering::SeqCst) {
+            taken.kept();
+        }
+        receipt
     });
     let mut args = PollerArgs::new(config(fake), store, sink);
     // Short polls keep the tests quick; the long-poll path is the same.
     args.poll_timeout = Duration::from_secs(1);
-    (args, inbox)
+    (args, inbox, keep)
 }
 
 async fn start_poller(fake: &FakeTelegram, store: Arc<MemoryStore>) -> Poller {
-    let (args, inbox) = args(fake, store.clone());
+    let (args, inbox, keep) = args(fake, store.clone());
     let (actor, _) = Actor::spawn(None, TelegramPoller, args)
         .await
         .expect("poller starts");
@@ -56,6 +74,7 @@ async fn start_poller(fake: &FakeTelegram, store: Arc<MemoryStore>) -> Poller {
         actor,
         inbox,
         store,
+        keep,
     }
 }
 
@@ -69,6 +88,23 @@ impl Poller {
 
     async fn stats(&self) -> PollerStats {
         ractor::call!(self.actor, PollerMsg::Stats).expect("poller answers")
+    }
+
+    /// Waits until the poller has moved its offset to `offset` (it does once a batch is kept).
+    async fn offset_reaches(&self, offset: i64) -> PollerStats {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let stats = self.stats().await;
+            if i64::from(stats.offset) == offset {
+                return stats;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "offset stuck at {} (want {offset})",
+                stats.offset
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn stop(self) {
@@ -209,13 +245,12 @@ async fn malformed_and_unknown_updates_are_skipped_and_polling_continues() {
     let mut poller = start_poller(&fake, Arc::default()).await;
 
     assert_eq!(poller.next().await.text, "still here");
-    let stats = poller.stats().await;
+    let stats = poller.offset_reaches(good + 1).await;
     assert_eq!(
         (stats.malformed, stats.ignored, stats.delivered),
         (3, 1, 1),
         "{stats:?}"
     );
-    assert_eq!(stats.offset, good as i32 + 1);
 
     fake.push_update(group_message(4, "and again", json!({})));
     assert_eq!(poller.next().await.text, "and again");
@@ -234,8 +269,8 @@ async fn offset_survives_a_restart_without_redelivery() {
     let mut first = start_poller(&fake, store.clone()).await;
     let a = fake.push_update(group_message(1, "A", json!({})));
     assert_eq!(first.next().await.text, "A");
-    // Stats are answered after the batch's handler, which saved the offset before finishing.
-    assert_eq!(first.stats().await.offset, a as i32 + 1);
+    // The offset moves only once the batch is kept, and is saved before it moves.
+    first.offset_reaches(a + 1).await;
     let saved = first
         .store
         .load(OFFSET_KEY)
@@ -261,7 +296,7 @@ async fn offset_survives_a_restart_without_redelivery() {
 async fn supervised_poller_resumes_after_a_crash() {
     let fake = FakeTelegram::start(TOKEN).await;
     let store = Arc::new(MemoryStore::new());
-    let (args, mut inbox) = args(&fake, store);
+    let (args, mut inbox, _keep) = args(&fake, store);
     let spec = SupervisorSpec {
         children: vec![TelegramPoller::child_spec(args)],
         ..SupervisorSpec::default()
@@ -315,6 +350,50 @@ async fn supervised_poller_resumes_after_a_crash() {
     );
     assert!(inbox.try_recv().is_err(), "nothing delivered twice");
     chat.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_batch_not_kept_comes_again_and_the_offset_waits_for_it() {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let store = Arc::new(MemoryStore::new());
+    let mut poller = start_poller(&fake, store.clone()).await;
+    let first = fake.push_update(group_message(1, "A", json!({})));
+    poller.offset_reaches(first + 1).await;
+    assert_eq!(poller.next().await.text, "A");
+
+    // A chat that cannot save (a full disk): the message is handed over but not kept.
+    poller.keep.store(false, Ordering::SeqCst);
+    let b = fake.push_update(group_message(2, "B", json!({})));
+    assert_eq!(poller.next().await.text, "B");
+    assert_eq!(poller.next().await.text, "B", "asked for again");
+    let stats = poller.stats().await;
+    assert_eq!(
+        stats.offset,
+        first as i32 + 1,
+        "the offset waits: {stats:?}"
+    );
+    assert!(stats.not_kept >= 1, "{stats:?}");
+    let saved = store.load(OFFSET_KEY).await.unwrap().expect("offset saved");
+    let saved: TelegramOffset = snapshot::decode(&saved.bytes).unwrap();
+    assert_eq!(saved.offset, first as i32 + 1, "nothing past A is saved");
+    let polls = fake.calls_of("getUpdates");
+    assert!(
+        polls
+            .iter()
+            .filter(|c| c.params["offset"] == json!(b))
+            .count()
+            >= 2,
+        "Telegram was asked for B again: {polls:?}"
+    );
+
+    // Once it can be kept, it is, and the poller moves on past it for good.
+    poller.keep.store(true, Ordering::SeqCst);
+    poller.offset_reaches(b + 1).await;
+    while poller.inbox.try_recv().is_ok() {}
+    let c = fake.push_update(group_message(3, "C", json!({})));
+    assert_eq!(poller.next().await.text, "C", "B does not come again");
+    poller.offset_reaches(c + 1).await;
+    poller.stop().await;
 }
 
 fn group() -> ChatId {
@@ -452,7 +531,7 @@ async fn overlong_text_is_split_rather_than_refused() {
 #[tokio::test]
 async fn a_refused_token_fails_the_start_naming_the_setting() {
     let fake = FakeTelegram::start(TOKEN).await;
-    let (mut args, _inbox) = args(&fake, Arc::default());
+    let (mut args, _inbox, _keep) = args(&fake, Arc::default());
     args.config = TelegramConfig::new("123456:WRONG").with_api_url(&fake.url);
     let err = Actor::spawn(None, TelegramPoller, args)
         .await

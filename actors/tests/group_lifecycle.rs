@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actors::agent::AgentError;
-use actors::chat::ChatId;
 use actors::chat::group::{ChatSettings, Group, GroupArgs, GroupDeps, GroupMsg, Phase};
+use actors::chat::{ChatId, Taken};
 use actors::slots::{AgentSlots, SlotsMsg};
 use fakes::*;
 use ractor::{Actor, ActorRef};
@@ -83,7 +83,10 @@ async fn a_burst_within_the_window_becomes_one_run_answering_the_trigger() {
     let rig = rig(false, 5, 4).await;
     let group = rig.group("tg:1").await;
     group
-        .cast(GroupMsg::Incoming(message(1, "context first")))
+        .cast(GroupMsg::Incoming(
+            message(1, "context first"),
+            Taken::unwatched(),
+        ))
         .unwrap();
     assert_eq!(
         phase(&group).await,
@@ -91,10 +94,16 @@ async fn a_burst_within_the_window_becomes_one_run_answering_the_trigger() {
         "chatter alone does not trigger"
     );
     group
-        .cast(GroupMsg::Incoming(message(2, "@borg what do you think?")))
+        .cast(GroupMsg::Incoming(
+            message(2, "@borg what do you think?"),
+            Taken::unwatched(),
+        ))
         .unwrap();
     group
-        .cast(GroupMsg::Incoming(message(3, "and one more thing")))
+        .cast(GroupMsg::Incoming(
+            message(3, "and one more thing"),
+            Taken::unwatched(),
+        ))
         .unwrap();
     until("one answer", || rig.chat.answers().len() == 1).await;
     assert_eq!(rig.agent.runs(), 1);
@@ -111,7 +120,10 @@ async fn messages_during_a_run_go_into_the_next_run_which_resumes_the_session() 
     let rig = rig(true, 5, 4).await;
     let group = rig.group("tg:1").await;
     group
-        .cast(GroupMsg::Incoming(message(1, "@Borg first")))
+        .cast(GroupMsg::Incoming(
+            message(1, "@Borg first"),
+            Taken::unwatched(),
+        ))
         .unwrap();
     until("run started", || rig.agent.runs() == 1).await;
     until("one status message while it works", || {
@@ -119,10 +131,10 @@ async fn messages_during_a_run_go_into_the_next_run_which_resumes_the_session() 
     })
     .await;
     group
-        .cast(GroupMsg::Incoming(message(
-            2,
-            "@Borg second, while you work",
-        )))
+        .cast(GroupMsg::Incoming(
+            message(2, "@Borg second, while you work"),
+            Taken::unwatched(),
+        ))
         .unwrap();
     assert_eq!(phase(&group).await, Phase::Running);
     rig.agent.release();
@@ -154,12 +166,18 @@ async fn the_rate_limit_delays_triggers_without_dropping_them() {
     let rig = rig(false, 1, 4).await;
     let group = rig.group("tg:1").await;
     group
-        .cast(GroupMsg::Incoming(message(1, "@Borg one")))
+        .cast(GroupMsg::Incoming(
+            message(1, "@Borg one"),
+            Taken::unwatched(),
+        ))
         .unwrap();
     until("first answer", || rig.chat.answers().len() == 1).await;
     tokio::time::sleep(COOLDOWN * 2).await;
     group
-        .cast(GroupMsg::Incoming(message(2, "@Borg two")))
+        .cast(GroupMsg::Incoming(
+            message(2, "@Borg two"),
+            Taken::unwatched(),
+        ))
         .unwrap();
     tokio::time::sleep(WINDOW * 3).await;
     assert_eq!(
@@ -179,9 +197,17 @@ async fn the_global_agent_limit_holds_across_groups() {
     let rig = rig(true, 5, 1).await;
     let a = rig.group("tg:1").await;
     let b = rig.group("tg:2").await;
-    a.cast(GroupMsg::Incoming(message(1, "@Borg a"))).unwrap();
+    a.cast(GroupMsg::Incoming(
+        message(1, "@Borg a"),
+        Taken::unwatched(),
+    ))
+    .unwrap();
     until("a runs", || rig.agent.runs() == 1).await;
-    b.cast(GroupMsg::Incoming(message(2, "@Borg b"))).unwrap();
+    b.cast(GroupMsg::Incoming(
+        message(2, "@Borg b"),
+        Taken::unwatched(),
+    ))
+    .unwrap();
     tokio::time::sleep(WINDOW * 3).await;
     assert_eq!(phase(&b).await, Phase::Waiting);
     assert_eq!(rig.agent.runs(), 1, "one slot, one agent");
@@ -203,7 +229,10 @@ async fn a_failed_run_answers_with_a_short_honest_error() {
     });
     let group = rig.group("tg:1").await;
     group
-        .cast(GroupMsg::Incoming(message(1, "@Borg hi")))
+        .cast(GroupMsg::Incoming(
+            message(1, "@Borg hi"),
+            Taken::unwatched(),
+        ))
         .unwrap();
     until("an answer", || rig.chat.answers().len() == 1).await;
     let (text, _) = &rig.chat.answers()[0];
@@ -219,7 +248,10 @@ async fn a_crash_between_recording_and_sending_the_reply_delivers_it_once() {
     rig.chat.hang.store(true, Ordering::SeqCst);
     let group = rig.group("tg:1").await;
     group
-        .cast(GroupMsg::Incoming(message(1, "@Borg hi")))
+        .cast(GroupMsg::Incoming(
+            message(1, "@Borg hi"),
+            Taken::unwatched(),
+        ))
         .unwrap();
     until("run done", || rig.agent.runs() == 1).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -242,7 +274,10 @@ async fn a_crash_during_a_run_runs_the_trigger_again_exactly_once() {
     let rig = rig(true, 5, 4).await;
     let group = rig.group("tg:1").await;
     group
-        .cast(GroupMsg::Incoming(message(1, "@Borg hi")))
+        .cast(GroupMsg::Incoming(
+            message(1, "@Borg hi"),
+            Taken::unwatched(),
+        ))
         .unwrap();
     until("run started", || rig.agent.runs() == 1).await;
     group.kill_and_wait(None).await.unwrap();
@@ -263,11 +298,17 @@ async fn a_flood_of_a_thousand_messages_makes_one_bounded_run() {
     let rig = rig(false, 1, 4).await;
     let group = rig.group("tg:1").await;
     group
-        .cast(GroupMsg::Incoming(message(0, "@Borg summarise this")))
+        .cast(GroupMsg::Incoming(
+            message(0, "@Borg summarise this"),
+            Taken::unwatched(),
+        ))
         .unwrap();
     for i in 1..1000 {
         group
-            .cast(GroupMsg::Incoming(message(i, &"x".repeat(100))))
+            .cast(GroupMsg::Incoming(
+                message(i, &"x".repeat(100)),
+                Taken::unwatched(),
+            ))
             .unwrap();
     }
     until("answered", || rig.chat.answers().len() == 1).await;
@@ -294,7 +335,10 @@ async fn retiring_is_refused_while_a_run_is_in_flight() {
         Ok(())
     );
     group
-        .cast(GroupMsg::Incoming(message(1, "@Borg hi")))
+        .cast(GroupMsg::Incoming(
+            message(1, "@Borg hi"),
+            Taken::unwatched(),
+        ))
         .unwrap();
     until("run started", || rig.agent.runs() == 1).await;
     let refused = ractor::call!(group, GroupMsg::PrepareRetire).unwrap();
@@ -318,7 +362,10 @@ async fn a_long_answer_whose_second_part_fails_is_resumed_not_resent() {
     rig.chat.fail_attempts.lock().unwrap().push(2);
     let group = rig.group("tg:1").await;
     group
-        .cast(GroupMsg::Incoming(message(1, "@Borg tell me everything")))
+        .cast(GroupMsg::Incoming(
+            message(1, "@Borg tell me everything"),
+            Taken::unwatched(),
+        ))
         .unwrap();
     // The failed part is retried after 5 s.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);

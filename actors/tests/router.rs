@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use actors::chat::group::{ChatSettings, GroupDeps};
 use actors::chat::router::{Router, RouterArgs, RouterMsg, RouterSettings};
-use actors::chat::{ChatId, ChatTransport, IncomingMessage, Platform};
+use actors::chat::{ChatId, ChatTransport, IncomingMessage, Platform, Taken};
 use actors::slots::AgentSlots;
 use fakes::*;
 use ractor::{Actor, ActorRef};
 use supervisors::snapshot::{MemoryStore, SnapshotStore};
-use supervisors::{Introspection, SupervisorRef, SupervisorSpec};
+use supervisors::{Intensity, Introspection, SupervisorRef, SupervisorSpec};
 
 struct Rig {
     chat: Arc<FakeChat>,
@@ -26,15 +26,26 @@ struct Rig {
 }
 
 async fn rig(held: bool) -> Rig {
+    rig_with(held, Arc::new(MemoryStore::new())).await
+}
+
+async fn rig_with(held: bool, store: Arc<dyn SnapshotStore>) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let chat = shared(FakeChat::default());
     let agent = shared(FakeAgent::new(held));
-    let store: Arc<dyn SnapshotStore> = Arc::new(MemoryStore::new());
     let introspection = Introspection::new();
-    let (groups, _) =
-        SupervisorRef::spawn_root("groups", SupervisorSpec::default(), introspection.clone())
-            .await
-            .unwrap();
+    // As tolerant as the daemon's: a group failing until its breaker parks it must not
+    // take the supervisor down.
+    let spec = SupervisorSpec {
+        intensity: Intensity {
+            max_restarts: 50,
+            period: Duration::from_secs(10),
+        },
+        ..SupervisorSpec::default()
+    };
+    let (groups, _) = SupervisorRef::spawn_root("groups", spec, introspection.clone())
+        .await
+        .unwrap();
     let (slots, _) = Actor::spawn(None, AgentSlots, 4).await.unwrap();
     let deps = GroupDeps {
         settings: Arc::new(ChatSettings {
@@ -96,7 +107,10 @@ impl Rig {
     ) -> Option<String> {
         let before = self.chat.texts().len();
         router
-            .cast(RouterMsg::Incoming(msg(chat, sender, text)))
+            .cast(RouterMsg::Incoming(
+                msg(chat, sender, text),
+                Taken::unwatched(),
+            ))
             .unwrap();
         let deadline = Instant::now() + Duration::from_millis(400);
         while Instant::now() < deadline {
@@ -175,7 +189,10 @@ async fn admins_register_and_then_mentions_reach_the_agent() {
         "This chat is already registered."
     );
     router
-        .cast(RouterMsg::Incoming(msg("tg:5", "tg:7", "@Borg hello")))
+        .cast(RouterMsg::Incoming(
+            msg("tg:5", "tg:7", "@Borg hello"),
+            Taken::unwatched(),
+        ))
         .unwrap();
     until("an answer", || {
         rig.chat.texts().iter().any(|t| t == "DONE 1")
@@ -189,7 +206,10 @@ async fn members_of_the_admin_chat_are_admins_everywhere() {
     let rig = rig(false).await;
     let router = rig.router().await;
     router
-        .cast(RouterMsg::Incoming(msg("tg:admins", "tg:9", "morning all")))
+        .cast(RouterMsg::Incoming(
+            msg("tg:admins", "tg:9", "morning all"),
+            Taken::unwatched(),
+        ))
         .unwrap();
     let ok = rig.say(&router, "tg:6", "tg:9", "/register").await.unwrap();
     assert!(ok.starts_with("Registered"), "{ok}");
@@ -285,7 +305,10 @@ async fn unregister_waits_for_a_run_then_forgets_the_chat() {
         .await
         .unwrap();
     router
-        .cast(RouterMsg::Incoming(msg("tg:5", "tg:7", "@Borg work")))
+        .cast(RouterMsg::Incoming(
+            msg("tg:5", "tg:7", "@Borg work"),
+            Taken::unwatched(),
+        ))
         .unwrap();
     until("run started", || rig.agent.runs() == 1).await;
     let refused = rig
@@ -330,14 +353,132 @@ async fn registrations_survive_a_router_restart() {
     rig.groups.delete_child("group:tg:5").await.unwrap();
     let router = rig.router().await;
     router
-        .cast(RouterMsg::Incoming(msg(
-            "tg:5",
-            "tg:7",
-            "@Borg are you back?",
-        )))
+        .cast(RouterMsg::Incoming(
+            msg("tg:5", "tg:7", "@Borg are you back?"),
+            Taken::unwatched(),
+        ))
         .unwrap();
     until("answered after restart", || {
         rig.chat.texts().iter().any(|t| t == "DONE 1")
     })
     .await;
+}
+
+/// Sends a message with a watched promise; true once it is kept (saved, or not needed).
+async fn kept(router: &ActorRef<RouterMsg>, msg: IncomingMessage) -> bool {
+    let (taken, receipt) = Taken::pair();
+    router.cast(RouterMsg::Incoming(msg, taken)).unwrap();
+    receipt
+        .kept_by(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await
+}
+
+/// A rig on a store that can be made to refuse writes, with chat `tg:5` registered.
+async fn registered_on_refusing_store() -> (Arc<RefusingStore>, Rig, ActorRef<RouterMsg>) {
+    let store = Arc::new(RefusingStore::default());
+    let rig = rig_with(false, store.clone()).await;
+    let router = rig.router().await;
+    rig.say(&router, "tg:5", "tg:42", "/register")
+        .await
+        .unwrap();
+    (store, rig, router)
+}
+
+/// The router's persisted inbox, oldest first.
+async fn inbox(store: &RefusingStore) -> Vec<String> {
+    let Some(saved) = store.inner.load("chat/router/inbox").await.unwrap() else {
+        return Vec::new();
+    };
+    let inbox: actors::chat::router::inbox::RouterInbox =
+        supervisors::snapshot::decode(&saved.bytes).unwrap();
+    inbox.messages.into_iter().map(|m| m.text).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_is_kept_only_once_saved_and_the_group_stays_up_meanwhile() {
+    let (store, rig, router) = registered_on_refusing_store().await;
+    assert!(
+        kept(&router, msg("tg:5", "tg:7", "/ping")).await,
+        "a command"
+    );
+    assert!(
+        kept(&router, msg("tg:9", "tg:7", "@Borg hi")).await,
+        "a chat that is not registered keeps nothing"
+    );
+    let group = rig.groups.child("group:tg:5").await.unwrap().unwrap();
+
+    // The disk is full: the message is not kept, so the transport will deliver it again.
+    store.refuse("chat/");
+    let trigger = msg("tg:5", "tg:7", "@Borg first");
+    assert!(
+        !kept(&router, trigger.clone()).await,
+        "a failed save keeps nothing"
+    );
+    assert_eq!(
+        rig.say(&router, "tg:5", "tg:7", "/ping").await.as_deref(),
+        Some("Borg online."),
+        "commands need no disk"
+    );
+    let still = rig.groups.child("group:tg:5").await.unwrap().unwrap();
+    assert_eq!(still.get_id(), group.get_id(), "the group did not restart");
+
+    // Room again: the redelivery is kept and answered, once.
+    store.allow_all();
+    assert!(kept(&router, trigger.clone()).await);
+    until("answered", || {
+        rig.chat.texts().iter().any(|t| t == "DONE 1")
+    })
+    .await;
+    assert!(
+        kept(&router, trigger).await,
+        "a duplicate is kept, not taken in again"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rig.agent.runs(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_for_a_group_that_is_down_wait_durably_in_the_inbox() {
+    let (store, rig, router) = registered_on_refusing_store().await;
+    rig.groups.terminate_child("group:tg:5").await.unwrap();
+
+    assert!(
+        kept(&router, msg("tg:5", "tg:7", "@Borg first")).await,
+        "kept in the inbox"
+    );
+    // An inbox that cannot be saved keeps nothing (and the router stays up).
+    store.refuse("chat/router/inbox");
+    let second = msg("tg:5", "tg:7", "and second");
+    assert!(
+        !kept(&router, second.clone()).await,
+        "an unsaved inbox keeps nothing"
+    );
+    store.allow_all();
+    assert!(kept(&router, second).await, "the redelivery is kept");
+    assert_eq!(inbox(&store).await, ["@Borg first", "and second"]);
+
+    // A new router (after a crash) with the group back: the inbox reaches the group, which
+    // answers once, with both messages, and the inbox empties.
+    router.kill_and_wait(None).await.unwrap();
+    rig.groups.delete_child("group:tg:5").await.unwrap();
+    let _router = rig.router().await;
+    until("answered from the inbox", || {
+        rig.chat.texts().iter().any(|t| t == "DONE 1")
+    })
+    .await;
+    let prompt = rig.agent.requests.lock().unwrap()[0].prompt.clone();
+    assert!(
+        prompt.contains("@Borg first") && prompt.contains("and second"),
+        "{prompt}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !inbox(&store).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the inbox empties once the group saved"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rig.agent.runs(), 1, "one run for both messages");
 }

@@ -150,7 +150,9 @@ impl GatewayState {
             GatewayMsg::Created(message) => match to_incoming(&message, self.me) {
                 Some(incoming) => {
                     self.stats.delivered += 1;
-                    (self.sink)(incoming);
+                    let (chat, id) = (incoming.chat.clone(), incoming.message_id.clone());
+                    // The platform cannot deliver it again: a loss can only be logged.
+                    (self.sink)(incoming).log_if_lost(chat, id);
                 }
                 None => self.stats.ignored += 1,
             },

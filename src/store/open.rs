@@ -30,7 +30,6 @@ use super::format::{
     META_TABLE, SNAPSHOTS_TABLE, STORE_FORMAT_VERSION, STORE_META_KEY, decode_store_meta,
     encode_store_meta,
 };
-use super::writer::panic_message;
 
 /// The store's file name inside the data directory.
 pub const FILE_NAME: &str = "borg.redb";
@@ -321,5 +320,16 @@ struct Scratch(PathBuf);
 impl Drop for Scratch {
     fn drop(&mut self) {
         _ = fs::remove_file(&self.0);
+    }
+}
+
+/// The text of a caught panic, for error messages.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_owned()
     }
 }

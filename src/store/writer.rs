@@ -21,6 +21,7 @@ use supervisors::snapshot::{Claim, StoreError, check_fence, now_ms};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::format::{Record, RecordHeader, SNAPSHOTS_TABLE, Snapshot};
+use super::open::panic_message;
 use super::recover::Recovery;
 use super::stats::{BatchOutcome, Metrics};
 
@@ -295,15 +296,4 @@ fn remove(table: &mut SnapshotTable<'_>, key: &str, incarnation: u64) -> Result<
         snapshot: None,
     };
     put(table, key, &record)
-}
-
-/// The text of a caught panic, for error messages.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".to_owned()
-    }
 }

@@ -2,10 +2,12 @@
 //!
 //! A long poll (`getUpdates`) runs in a task of its own and reports back as a message, so the
 //! actor keeps answering (stats, stop) while Telegram holds the request open; `post_stop`
-//! aborts a poll in flight. Each batch is converted, handed to the inbound sink, and only then
-//! is the next offset persisted under [`OFFSET_KEY`]: a crash in between re-delivers that one
-//! batch (at least once; the router drops duplicates by message id), while a restart after
-//! the save never does.
+//! aborts a poll in flight. Each batch is converted and handed to the inbound sink, and only
+//! once every message of it is kept (saved by its group or the router's inbox, or a command
+//! answered) is the next offset persisted under [`OFFSET_KEY`]. A message not kept (a chat
+//! that cannot save now: a full disk) fails the poll, so Telegram sends the batch again; so
+//! does a crash before the save. Delivery is at least once: groups drop messages they have
+//! seen and the router commands it has answered.
 //!
 //! Failures: a refused token stops the actor at once (nothing will fix itself); flood control
 //! waits as long as Telegram asks; other errors are retried with a short backoff, and after
@@ -33,6 +35,10 @@ pub const OFFSET_KEY: &str = "transport/telegram";
 
 /// Poll failures in a row after which the actor gives up and lets its supervisor decide.
 pub const MAX_CONSECUTIVE_FAILURES: u32 = 5;
+
+/// How long a batch's messages may take to be kept before the batch is asked for again.
+/// Generous: a group saves within milliseconds, but may be busy sending a reply first.
+const KEEP_WAIT: Duration = Duration::from_secs(60);
 
 /// Persisted state: the `offset` for the next `getUpdates` (last update id + 1), which also
 /// tells Telegram that everything before it was received.
@@ -77,6 +83,9 @@ pub enum PollerMsg {
     Poll,
     /// A long poll finished.
     Polled(Result<Vec<Update>, RequestError>),
+    /// A batch was handed over: `lost` of its messages were not kept; `next` is the offset
+    /// past it.
+    Handed { next: i32, lost: u64 },
     /// Counters since this incarnation started.
     Stats(RpcReplyPort<PollerStats>),
 }
@@ -94,6 +103,8 @@ pub struct PollerStats {
     pub malformed: u64,
     /// Failed polls (network, flood control, server errors).
     pub poll_errors: u64,
+    /// Messages handed over but not kept (a chat could not save them), so asked for again.
+    pub not_kept: u64,
 }
 
 /// The long-polling actor.
@@ -105,6 +116,7 @@ pub struct PollerState {
     sink: InboundSink,
     persister: Persister<TelegramOffset>,
     poll_timeout: Duration,
+    /// The long poll, or the wait for a batch to be kept: one at a time.
     in_flight: Option<JoinHandle<()>>,
     /// Failed polls since the last good one, for the backoff and the give-up rule.
     failures: u32,
@@ -171,7 +183,7 @@ impl Actor for TelegramPoller {
         msg: PollerMsg,
         state: &mut PollerState,
     ) -> Result<(), ActorProcessingErr> {
-        if let PollerMsg::Polled(_) = msg {
+        if let PollerMsg::Polled(_) | PollerMsg::Handed { .. } = msg {
             // Cleared here, not when the task ends: its answer can overtake its own exit.
             state.in_flight = None;
         }
@@ -183,9 +195,28 @@ impl Actor for TelegramPoller {
                 }
             }
             PollerMsg::Polled(Ok(updates)) => {
+                let next = hand_over(&myself, state, updates.into_iter().map(Some), None);
+                state.in_flight = Some(next);
+            }
+            PollerMsg::Handed { next, lost: 0 } => {
                 state.failures = 0;
-                deliver(state, updates.into_iter().map(Some), None).await?;
+                if next != state.stats.offset {
+                    state
+                        .persister
+                        .save(&TelegramOffset { offset: next })
+                        .await?;
+                    state.stats.offset = next;
+                }
                 myself.cast(PollerMsg::Poll)?;
+            }
+            PollerMsg::Handed { lost, .. } => {
+                state.stats.not_kept += lost;
+                let why = format!(
+                    "{lost} message(s) of a batch were not saved (is DATA_DIR writable?); \
+                     asking Telegram for the batch again"
+                );
+                // Not the poller's fault, and a restart would not help: wait, never give up.
+                back_off(&myself, state, &why, false)?;
             }
             PollerMsg::Polled(Err(error)) => {
                 // One update whose id teloxide cannot read fails the whole batch; salvage the
@@ -194,14 +225,12 @@ impl Actor for TelegramPoller {
                     && let Some((updates, last_id)) = salvage(raw)
                 {
                     tracing::warn!(error = %source, "a Telegram update batch did not parse; salvaging");
-                    let before = state.stats.offset;
-                    deliver(state, updates.into_iter(), last_id).await?;
-                    if state.stats.offset == before {
+                    if last_id.is_some_and(|id| offset_after(id) > state.stats.offset) {
+                        let next = hand_over(&myself, state, updates.into_iter(), last_id);
+                        state.in_flight = Some(next);
+                    } else {
                         // No readable id to move past: asking again at once would spin.
                         on_poll_error(&myself, state, error)?;
-                    } else {
-                        state.failures = 0;
-                        myself.cast(PollerMsg::Poll)?;
                     }
                 } else {
                     on_poll_error(&myself, state, error)?;
@@ -241,15 +270,18 @@ fn spawn_poll(myself: ActorRef<PollerMsg>, state: &PollerState) -> JoinHandle<()
     })
 }
 
-/// Hands every message of a batch to the sink, then persists the next offset. `None` entries
-/// are updates that did not parse; `last_id` covers ids seen only in the raw answer.
-async fn deliver(
+/// Hands every message of a batch to the sink, and waits off the mailbox for them all to be
+/// kept; reports [`PollerMsg::Handed`]. `None` entries are updates that did not parse;
+/// `last_id` covers ids seen only in the raw answer.
+fn hand_over(
+    myself: &ActorRef<PollerMsg>,
     state: &mut PollerState,
     updates: impl Iterator<Item = Option<Update>>,
     last_id: Option<u32>,
-) -> Result<(), ActorProcessingErr> {
+) -> JoinHandle<()> {
     let before = state.stats.offset;
     let mut next = last_id.map_or(before, |id| before.max(offset_after(id)));
+    let mut receipts = Vec::new();
     for update in updates {
         let Some(update) = update else {
             state.stats.malformed += 1;
@@ -260,7 +292,7 @@ async fn deliver(
             UpdateKind::Message(msg) => match to_incoming(msg, &state.me) {
                 Some(incoming) => {
                     state.stats.delivered += 1;
-                    (state.sink)(incoming);
+                    receipts.push((state.sink)(incoming));
                 }
                 None => state.stats.ignored += 1,
             },
@@ -271,14 +303,18 @@ async fn deliver(
             _ => state.stats.ignored += 1,
         }
     }
-    if next != before {
-        state
-            .persister
-            .save(&TelegramOffset { offset: next })
-            .await?;
-        state.stats.offset = next;
-    }
-    Ok(())
+    let myself = myself.clone();
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + KEEP_WAIT;
+        let mut lost = 0;
+        for receipt in receipts {
+            if !receipt.kept_by(deadline).await {
+                lost += 1;
+            }
+        }
+        // The poller may have stopped meanwhile; its successor asks for the batch again.
+        let _ = myself.cast(PollerMsg::Handed { next, lost });
+    })
 }
 
 fn offset_after(id: u32) -> i32 {
@@ -310,23 +346,40 @@ fn on_poll_error(
     error: RequestError,
 ) -> Result<(), ActorProcessingErr> {
     state.stats.poll_errors += 1;
-    let delay = match &error {
-        RequestError::Api(ApiError::InvalidToken) => return Err(token_refused().into()),
-        RequestError::RetryAfter(after) => after.duration(),
-        _ => {
-            state.failures += 1;
-            if state.failures >= MAX_CONSECUTIVE_FAILURES {
-                return Err(format!(
-                    "Telegram getUpdates failed {} times in a row; last error: {error}",
-                    state.failures
-                )
-                .into());
-            }
-            // 0.5 s, 1 s, 2 s, 4 s: rides out a Wi-Fi blip without hammering the API.
-            Duration::from_millis(500) * 2u32.pow(state.failures - 1)
+    match &error {
+        RequestError::Api(ApiError::InvalidToken) => Err(token_refused().into()),
+        RequestError::RetryAfter(after) => {
+            let delay = after.duration();
+            tracing::warn!(%error, ?delay, "Telegram getUpdates failed; polling again later");
+            myself.send_after(delay, || PollerMsg::Poll);
+            Ok(())
         }
-    };
-    tracing::warn!(%error, ?delay, "Telegram getUpdates failed; polling again later");
+        _ => back_off(
+            myself,
+            state,
+            &format!("Telegram getUpdates failed: {error}"),
+            true,
+        ),
+    }
+}
+
+/// Polls again after a failure, waiting longer each time (0.5 s, doubling up to 30 s). With
+/// `give_up`, fails the actor (for its supervisor's backoff and breaker) after
+/// [`MAX_CONSECUTIVE_FAILURES`] in a row.
+fn back_off(
+    myself: &ActorRef<PollerMsg>,
+    state: &mut PollerState,
+    why: &str,
+    give_up: bool,
+) -> Result<(), ActorProcessingErr> {
+    state.failures += 1;
+    if give_up && state.failures >= MAX_CONSECUTIVE_FAILURES {
+        return Err(format!("{} failures in a row; the last: {why}", state.failures).into());
+    }
+    // 0.5 s, 1 s, 2 s, 4 s: rides out a Wi-Fi blip without hammering the API.
+    let delay = (Duration::from_millis(500) * 2u32.pow((state.failures - 1).min(6)))
+        .min(Duration::from_secs(30));
+    tracing::warn!(?delay, "{why}; polling again later");
     myself.send_after(delay, || PollerMsg::Poll);
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use actors::chat::{ChatId, InboundSink, IncomingMessage};
+use actors::chat::{ChatId, InboundSink, IncomingMessage, Taken};
 use borg::whatsapp::{
     BridgeArgs, BridgeMsg, BridgeStats, Phase, WhatsAppBridge, WhatsAppConfig, WhatsAppLink,
     WhatsAppTransport,
@@ -58,6 +58,10 @@ pub fn sink() -> (InboundSink, mpsc::UnboundedReceiver<IncomingMessage>) {
     let (tx, inbox) = mpsc::unbounded_channel();
     let sink: InboundSink = Arc::new(move |m| {
         let _ = tx.send(m);
+        // Kept at once: this channel is the test's durable record.
+        let (taken, receipt) = Taken::pair();
+        taken.kept();
+        receipt
     });
     (sink, inbox)
 }

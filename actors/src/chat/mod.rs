@@ -9,6 +9,6 @@ pub mod split;
 pub mod trigger;
 
 pub use port::{
-    ChatId, ChatTransport, Format, InboundSink, IncomingMessage, Platform, TransportError,
-    TransportFuture,
+    ChatId, ChatTransport, Format, InboundSink, IncomingMessage, Platform, Receipt, Taken,
+    TransportError, TransportFuture,
 };

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 /// Which platform a chat lives on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -152,5 +153,61 @@ pub trait ChatTransport: Send + Sync + 'static {
 }
 
 /// Where a transport delivers what it receives (the chat router). Delivery must not block:
-/// the router queues.
-pub type InboundSink = std::sync::Arc<dyn Fn(IncomingMessage) + Send + Sync>;
+/// the router queues, and the returned [`Receipt`] says later whether the message was kept.
+pub type InboundSink = std::sync::Arc<dyn Fn(IncomingMessage) -> Receipt + Send + Sync>;
+
+/// The promise that travels with a message from the transport to whoever keeps it: kept
+/// once the message is durably recorded, or deliberately not needed (a command answered, a
+/// duplicate, a chat that is not registered). Dropped without [`Taken::kept`] when its
+/// holder failed first (a save that failed, an actor that stopped): the transport must then
+/// deliver the message again.
+#[derive(Debug)]
+pub struct Taken(Option<oneshot::Sender<()>>);
+
+/// The transport's end of a [`Taken`]: resolves to whether the message was kept.
+#[derive(Debug)]
+#[must_use = "a transport that can deliver again must wait for the receipt"]
+pub struct Receipt(oneshot::Receiver<()>);
+
+impl Taken {
+    /// A promise and the receipt that watches it.
+    pub fn pair() -> (Taken, Receipt) {
+        let (tx, rx) = oneshot::channel();
+        (Taken(Some(tx)), Receipt(rx))
+    }
+
+    /// A promise nobody watches: messages that do not come from a transport (tests, tools).
+    pub fn unwatched() -> Taken {
+        Taken(None)
+    }
+
+    /// The message is safe: recorded durably, or not needed.
+    pub fn kept(mut self) {
+        if let Some(tx) = self.0.take() {
+            // The transport may have stopped waiting; then nobody needs to know.
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Receipt {
+    /// A receipt for a message that could not even be handed over (no router running).
+    pub fn lost() -> Receipt {
+        Taken::pair().1
+    }
+
+    /// Whether the message was kept; `false` once its holder failed or `deadline` passed.
+    pub async fn kept_by(self, deadline: tokio::time::Instant) -> bool {
+        matches!(tokio::time::timeout_at(deadline, self.0).await, Ok(Ok(())))
+    }
+
+    /// For transports that cannot have a message sent again (Discord's gateway, the WhatsApp
+    /// bridge): logs when it was lost, so the loss is at least visible.
+    pub fn log_if_lost(self, chat: ChatId, message_id: String) {
+        tokio::spawn(async move {
+            if self.0.await.is_err() {
+                tracing::warn!(%chat, %message_id, "a message was lost before it could be saved");
+            }
+        });
+    }
+}

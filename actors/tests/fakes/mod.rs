@@ -177,3 +177,73 @@ pub async fn until(what: &str, ok: impl Fn() -> bool) {
 pub fn shared<T>(t: T) -> Arc<T> {
     Arc::new(t)
 }
+
+/// A store in memory whose writes under some key prefixes fail, as on a full disk.
+#[derive(Default)]
+pub struct RefusingStore {
+    pub inner: supervisors::snapshot::MemoryStore,
+    refused: Mutex<Vec<String>>,
+}
+
+impl RefusingStore {
+    /// Claims and saves of keys starting with `prefix` fail from now on.
+    pub fn refuse(&self, prefix: &str) {
+        self.refused.lock().unwrap().push(prefix.to_owned());
+    }
+
+    /// Every write succeeds again.
+    pub fn allow_all(&self) {
+        self.refused.lock().unwrap().clear();
+    }
+
+    fn check(&self, key: &str) -> Result<(), supervisors::snapshot::StoreError> {
+        if self
+            .refused
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| key.starts_with(p))
+        {
+            return Err(supervisors::snapshot::StoreError::Backend(
+                "No space left on device (os error 28)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl supervisors::snapshot::SnapshotStore for RefusingStore {
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> supervisors::snapshot::StoreFuture<'a, supervisors::snapshot::Claim> {
+        match self.check(key) {
+            Ok(()) => self.inner.claim(key),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+    fn save<'a>(
+        &'a self,
+        key: &'a str,
+        incarnation: u64,
+        bytes: Vec<u8>,
+    ) -> supervisors::snapshot::StoreFuture<'a, ()> {
+        match self.check(key) {
+            Ok(()) => self.inner.save(key, incarnation, bytes),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+    fn load<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> supervisors::snapshot::StoreFuture<'a, Option<supervisors::snapshot::StoredSnapshot>> {
+        self.inner.load(key)
+    }
+    fn remove<'a>(
+        &'a self,
+        key: &'a str,
+        incarnation: u64,
+    ) -> supervisors::snapshot::StoreFuture<'a, ()> {
+        self.inner.remove(key, incarnation)
+    }
+}

@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use supervisors::ActorStats;
-use supervisors::snapshot::{Persister, SnapshotStore, now_ms};
+use supervisors::snapshot::{PersistError, Persister, SnapshotStore, StoreError, now_ms};
 
 use crate::abort::AbortOnDrop;
 use crate::agent::{AgentOutcome, AgentRequest, AgentRunner};
-use crate::chat::port::{ChatId, ChatTransport, Format, IncomingMessage};
+use crate::chat::port::{ChatId, ChatTransport, Format, IncomingMessage, Taken};
 use crate::chat::split::split_message;
 use crate::chat::trigger::is_trigger;
 use crate::slots::{SlotGuard, SlotsMsg};
@@ -69,7 +69,8 @@ pub struct GroupArgs {
 
 /// The group's messages.
 pub enum GroupMsg {
-    Incoming(IncomingMessage),
+    /// A message for this chat; its [`Taken`] is kept once the message is saved.
+    Incoming(IncomingMessage, Taken),
     #[doc(hidden)]
     WindowElapsed(u64),
     #[doc(hidden)]
@@ -194,7 +195,7 @@ impl Actor for Group {
         state: &mut GroupState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            GroupMsg::Incoming(msg) => state.take_in(&myself, msg).await?,
+            GroupMsg::Incoming(msg, taken) => state.take_in(&myself, msg, taken).await?,
             GroupMsg::WindowElapsed(generation) if generation == state.generation => {
                 state.window_elapsed(&myself)
             }
@@ -249,14 +250,29 @@ impl GroupState {
         &mut self,
         myself: &ActorRef<GroupMsg>,
         msg: IncomingMessage,
+        taken: Taken,
     ) -> Result<(), ActorProcessingErr> {
         let trigger = is_trigger(&msg, &self.deps.settings.assistant_name);
-        if !self.snap.push(ChatLine::from_message(&msg, trigger)) {
+        let mut next = self.snap.clone();
+        if !next.push(ChatLine::from_message(&msg, trigger)) {
+            // Seen before: a transport delivering again what it was not sure we kept.
+            taken.kept();
             return Ok(());
         }
+        // Persisted before it counts: a crash now must not lose the message. A store that
+        // cannot write (a full disk) leaves the group as it was and `taken` unkept, so the
+        // transport delivers the message again later; the group itself stays up, as a
+        // restart could not save either. A stale incarnation is a zombie: it stops.
+        match self.persister.save(&next).await {
+            Ok(()) => self.snap = next,
+            Err(e @ PersistError::Store(StoreError::Stale { .. })) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(chat = %self.snap.chat, "a message was not saved: {e}");
+                return Ok(());
+            }
+        }
+        taken.kept();
         crate::metrics::chat_message(trigger);
-        // Persisted before it counts: a crash now must not lose the message.
-        self.save().await?;
         match self.phase {
             Phase::Idle if trigger => self.start_collecting(myself),
             Phase::Collecting => {

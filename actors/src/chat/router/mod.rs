@@ -4,13 +4,19 @@
 //!
 //! In a chat that is not registered only `/chatid`, `/ping`, `/help` (and `/register`, for
 //! admins) answer, and nothing reaches an agent.
+//!
+//! Every message comes with a [`Taken`] for its transport: kept once a group has saved the
+//! message, or the router's [`inbox`] has (its group being down), or once a command is
+//! answered. A transport that can deliver again (Telegram) does so for messages not kept, so
+//! the router remembers the commands it answered lately and does not answer them twice.
 
 pub mod book;
 mod commands;
+pub mod inbox;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use supervisors::snapshot::{Persister, SnapshotStore};
@@ -18,8 +24,9 @@ use supervisors::{BreakerPolicy, ChildSpec, Introspection, StartCtx, SupervisorR
 
 use crate::chat::command::Command;
 use crate::chat::group::{Group, GroupArgs, GroupDeps, GroupMsg};
-use crate::chat::port::{ChatId, ChatTransport, Format, IncomingMessage, Platform};
+use crate::chat::port::{ChatId, ChatTransport, Format, IncomingMessage, Platform, Taken};
 use book::RouterBook;
+use inbox::{INBOX_KEY, MessageKey, RouterInbox};
 
 /// Fixed facts the router reports and decides by.
 #[derive(Debug, Clone)]
@@ -48,10 +55,14 @@ pub struct RouterArgs {
 }
 
 pub enum RouterMsg {
-    Incoming(IncomingMessage),
-    /// Retry messages that could not reach their group (restarting, parked).
+    /// A message from a transport; `Taken` is kept once the message is safe.
+    Incoming(IncomingMessage, Taken),
+    /// Hand the inbox's messages to their groups again (restarting, parked).
     #[doc(hidden)]
     Flush,
+    /// A flush's hand-overs that their groups saved.
+    #[doc(hidden)]
+    Settled(Vec<MessageKey>),
     /// Sends `text` to a chat on its platform, best effort (pipeline reports).
     Announce(ChatId, String),
 }
@@ -64,13 +75,17 @@ pub struct RouterState {
     book: RouterBook,
     /// The running group actors we know of; refreshed from the supervisor on a failed send.
     groups: HashMap<ChatId, ActorRef<GroupMsg>>,
-    /// Messages waiting for their group to come back, oldest first.
-    waiting: VecDeque<IncomingMessage>,
+    inbox_persister: Persister<RouterInbox>,
+    /// Messages waiting for their group to come back.
+    inbox: RouterInbox,
+    /// A flush is coming or in progress.
     flush_scheduled: bool,
+    /// Commands answered lately, so one delivered again is not answered again.
+    answered: VecDeque<MessageKey>,
 }
 
-/// How many undeliverable messages the router holds before it drops the oldest.
-const MAX_WAITING: usize = 10_000;
+/// How many answered commands the router remembers (a few Telegram batches' worth).
+const ANSWERED_MEMORY: usize = 512;
 
 impl Actor for Router {
     type Msg = RouterMsg;
@@ -83,19 +98,23 @@ impl Actor for Router {
         args: RouterArgs,
     ) -> Result<RouterState, ActorProcessingErr> {
         let (persister, book) = Persister::restore(args.store.clone(), "chat/router", None).await?;
+        let (inbox_persister, inbox) =
+            Persister::restore(args.store.clone(), INBOX_KEY, None).await?;
         Ok(RouterState {
             args,
             persister,
             book: book.unwrap_or_default(),
             groups: HashMap::new(),
-            waiting: VecDeque::new(),
+            inbox_persister,
+            inbox: inbox.unwrap_or_default(),
             flush_scheduled: false,
+            answered: VecDeque::new(),
         })
     }
 
     async fn post_start(
         &self,
-        _myself: ActorRef<RouterMsg>,
+        myself: ActorRef<RouterMsg>,
         state: &mut RouterState,
     ) -> Result<(), ActorProcessingErr> {
         let chats: Vec<(ChatId, String)> = state
@@ -107,6 +126,7 @@ impl Actor for Router {
         for (chat, title) in chats {
             state.start_group(&chat, &title).await;
         }
+        state.schedule_flush(&myself);
         Ok(())
     }
 
@@ -117,7 +137,7 @@ impl Actor for Router {
         state: &mut RouterState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RouterMsg::Incoming(msg) => state.incoming(&myself, msg).await?,
+            RouterMsg::Incoming(msg, taken) => state.incoming(&myself, msg, taken).await?,
             RouterMsg::Announce(chat, text) => match state.transport(&chat) {
                 Some(transport) => {
                     // Off the mailbox: a slow platform must not hold up chat.
@@ -129,16 +149,8 @@ impl Actor for Router {
                 }
                 None => tracing::info!(%chat, "no transport for this chat; report dropped: {text}"),
             },
-            RouterMsg::Flush => {
-                state.flush_scheduled = false;
-                let waiting = std::mem::take(&mut state.waiting);
-                // A chat unregistered meanwhile has nobody to take its messages.
-                for msg in waiting {
-                    if state.book.registered.contains_key(&msg.chat) {
-                        state.forward(&myself, msg).await;
-                    }
-                }
-            }
+            RouterMsg::Flush => state.flush(&myself).await,
+            RouterMsg::Settled(kept) => state.settled(&myself, kept).await,
         }
         Ok(())
     }
@@ -185,6 +197,7 @@ impl RouterState {
         &mut self,
         myself: &ActorRef<RouterMsg>,
         msg: IncomingMessage,
+        taken: Taken,
     ) -> Result<(), ActorProcessingErr> {
         if self.args.settings.admin_chat.as_ref() == Some(&msg.chat)
             && self.book.admins.insert(msg.sender_id.clone())
@@ -192,11 +205,22 @@ impl RouterState {
             self.save().await?;
         }
         if let Some(command) = Command::parse(&msg.text, None) {
-            return self.command(msg, command).await;
+            let key = (msg.chat.clone(), msg.message_id.clone());
+            if !self.answered.contains(&key) {
+                self.command(msg, command).await?;
+                if self.answered.len() >= ANSWERED_MEMORY {
+                    self.answered.pop_front();
+                }
+                self.answered.push_back(key);
+            }
+            taken.kept();
+            return Ok(());
         }
         if self.book.registered.contains_key(&msg.chat) {
-            self.forward(myself, msg).await;
+            return self.forward(myself, msg, taken).await;
         }
+        // Nobody keeps what is said in a chat that is not registered.
+        taken.kept();
         Ok(())
     }
 
@@ -226,32 +250,6 @@ impl RouterState {
             }
             Ok(None) => {}
             Err(e) => tracing::error!(%chat, "group did not start: {e}"),
-        }
-    }
-
-    /// Hands a message to its group, or keeps it until the group is back.
-    async fn forward(&mut self, myself: &ActorRef<RouterMsg>, msg: IncomingMessage) {
-        if let Some(group) = self.groups.get(&msg.chat)
-            && group.cast(GroupMsg::Incoming(msg.clone())).is_ok()
-        {
-            return;
-        }
-        // The group restarted (new actor) or is down: ask its supervisor for the current one.
-        if let Ok(Some(cell)) = self.args.groups.child(&group_child_id(&msg.chat)).await {
-            let group: ActorRef<GroupMsg> = cell.into();
-            if group.cast(GroupMsg::Incoming(msg.clone())).is_ok() {
-                self.groups.insert(msg.chat.clone(), group);
-                return;
-            }
-        }
-        if self.waiting.len() >= MAX_WAITING {
-            self.waiting.pop_front();
-            tracing::warn!("too many messages waiting for their groups; dropped the oldest");
-        }
-        self.waiting.push_back(msg);
-        if !self.flush_scheduled {
-            self.flush_scheduled = true;
-            myself.send_after(Duration::from_secs(1), || RouterMsg::Flush);
         }
     }
 }
