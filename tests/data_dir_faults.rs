@@ -2,7 +2,8 @@
 //! root only, else a loud skip). The store on a disk that fills up refuses writes with the
 //! system's reason, keeps serving reads, and writes again by itself once there is room,
 //! holding exactly what it acknowledged; the real `borg` binary refuses to run on a
-//! read-only `DATA_DIR`, says why, and leaves the store untouched.
+//! read-only `DATA_DIR`, says why, and leaves the store untouched; and chat messages that
+//! arrive while `DATA_DIR` is full are not lost but answered, once, when there is room again.
 
 #[path = "support/claude.rs"]
 mod claude;
@@ -13,13 +14,14 @@ mod fake_anthropic;
 #[path = "support/fake_telegram.rs"]
 mod fake_telegram;
 
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use daemon_support::{Daemon, borg};
 use fake_anthropic::FakeAnthropic;
-use fake_telegram::FakeTelegram;
+use fake_telegram::{BOT_USERNAME, FakeTelegram};
 use serde_json::Value;
 
 const TOKEN: &str = "7171:data-dir-token";
@@ -104,6 +106,49 @@ fn message(id: i64, from: i64, text: &str) -> Value {
     fake_telegram::group_message(GROUP, id, from, text)
 }
 
+/// Fills the file system of `dir` to the last byte with a file `filler`, and returns its path.
+fn fill_up(dir: &Path) -> PathBuf {
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0u8; 1 << 16];
+    loop {
+        // `write_all` goes on through short writes, so it stops only when nothing fits.
+        match file.write_all(&chunk) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::StorageFull => break,
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+    path
+}
+
+/// Waits until the daemon's log contains `needle`.
+async fn wait_for_log(log: &Path, needle: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains(needle)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {needle:?} in the daemon's log"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Prints the daemon's log when the test fails, before its folder is removed.
+struct ShowLogOnFailure(PathBuf);
+
+impl Drop for ShowLogOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.0).unwrap_or_default();
+            eprintln!("---- the daemon's log ----\n{log}---- end of the daemon's log ----");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_data_dir_is_refused_at_start_and_left_untouched() {
     let Some(claude) = claude::locate_claude() else {
@@ -157,6 +202,116 @@ async fn a_read_only_data_dir_is_refused_at_start_and_left_untouched() {
         "the store is untouched"
     );
     data.remount("rw");
+}
+
+/// The whole chat path on a `DATA_DIR` that fills up: the messages of a group chat that arrive
+/// while nothing can be saved are not lost (the group cannot keep them, so the Telegram
+/// poller does not move past them and asks for them again). Once there is room again the
+/// mention among them is answered exactly once, by a run that saw the plain messages sent
+/// meanwhile; commands, which need no disk, are answered even while it is full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_messages_sent_while_data_dir_is_full_are_answered_once_it_has_room() {
+    let Some(claude) = claude::locate_claude() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Room enough, once freed, for the store and the agent's session files.
+    let Some(data) = Tmpfs::mount(&dir.path().join("data"), "64m") else {
+        return;
+    };
+    let telegram = FakeTelegram::start(TOKEN).await;
+    let api = FakeAnthropic::start().await;
+    let port = daemon_support::free_port();
+    let log = dir.path().join("daemon.log");
+    let _show_log = ShowLogOnFailure(log.clone());
+    let _daemon = start(dir.path(), &claude, &telegram, &api, port);
+    telegram.push_update(message(1, ADMIN, "/register"));
+    telegram
+        .wait_for_text("registration", Duration::from_secs(30), "Registered")
+        .await;
+    // The disk fills only once the daemon is done saving the registration: the poller asks
+    // for the updates after /register once it has saved that offset. Filling up while that
+    // save is under way would make it, not the messages below, meet the full disk.
+    telegram
+        .wait_until(
+            "the offset past /register saved",
+            Duration::from_secs(30),
+            |t| {
+                t.calls_of("getUpdates")
+                    .iter()
+                    .any(|c| c.params["offset"] == 2)
+            },
+        )
+        .await;
+
+    let filler = fill_up(&data.0);
+    let plain = ["the build is red again", "it fails in the store tests"];
+    telegram.push_update(message(2, 7, plain[0]));
+    telegram.push_update(message(3, 7, plain[1]));
+    const TRIGGER: i64 = 4;
+    let ask = format!("@{BOT_USERNAME} what is 2+2?\nSAY: four");
+    telegram.push_update(message(TRIGGER, 7, &ask));
+    // The daemon has really met the full disk: taking these messages in could not be saved.
+    wait_for_log(&log, "snapshot store cannot write", Duration::from_secs(30)).await;
+
+    // A command is answered by the router, which needs no disk. Its check waits until after
+    // the main assertions so that a failure here cannot hide whether messages were lost.
+    telegram.push_update(message(5, 7, "/ping"));
+    // The poller asks again for the batch it could not have kept every 10 s at most.
+    let pong_deadline = Instant::now() + Duration::from_secs(30);
+    let pong = |t: &FakeTelegram| t.texts().iter().any(|x| x.contains("Borg online."));
+    while !pong(&telegram) && Instant::now() < pong_deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pong_while_full = pong(&telegram);
+
+    std::fs::remove_file(&filler).unwrap();
+    let freed = Instant::now();
+    let answers = |t: &FakeTelegram| -> Vec<String> {
+        t.sent()
+            .into_iter()
+            .filter(|s| s.chat_id == GROUP && s.reply_to == Some(TRIGGER))
+            .map(|s| s.text)
+            .collect()
+    };
+    // Generous: on a loaded machine the store's probe, the poller's backoff and the run all
+    // take their time.
+    telegram
+        .wait_until(
+            "the answer to the mention sent while DATA_DIR was full",
+            Duration::from_secs(120),
+            |t| !answers(t).is_empty(),
+        )
+        .await;
+    eprintln!(
+        "answered {:?} after DATA_DIR had room again",
+        freed.elapsed()
+    );
+    // Time for a second answer (a redelivered message run again) to show up, if there is one.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        answers(&telegram),
+        vec!["DONE: four"],
+        "exactly one answer to the mention: {:?}",
+        telegram.texts()
+    );
+    let requests = api.message_requests();
+    let run = requests
+        .iter()
+        .map(Value::to_string)
+        .find(|r| r.contains("what is 2+2?"))
+        .expect("the run asked the model");
+    for text in plain {
+        assert!(
+            run.contains(text),
+            "the run saw {text:?}, sent while DATA_DIR was full: {run}"
+        );
+    }
+    assert!(
+        pong_while_full,
+        "/ping was answered while DATA_DIR was full: {:?}",
+        telegram.texts()
+    );
 }
 
 /// The store itself on a disk that fills up: the failing commit is refused with the

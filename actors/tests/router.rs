@@ -421,9 +421,22 @@ async fn a_message_is_kept_only_once_saved_and_the_group_stays_up_meanwhile() {
     );
     let still = rig.groups.child("group:tg:5").await.unwrap().unwrap();
     assert_eq!(still.get_id(), group.get_id(), "the group did not restart");
+    let refused = rig
+        .say(&router, "tg:6", "tg:42", "/register")
+        .await
+        .unwrap();
+    assert!(refused.starts_with("That could not be saved"), "{refused}");
 
     // Room again: the redelivery is kept and answered, once.
     store.allow_all();
+    let registered = rig
+        .say(&router, "tg:6", "tg:42", "/register")
+        .await
+        .unwrap();
+    assert!(
+        registered.starts_with("Registered"),
+        "nothing changed before: {registered}"
+    );
     assert!(kept(&router, trigger.clone()).await);
     until("answered", || {
         rig.chat.texts().iter().any(|t| t == "DONE 1")

@@ -199,14 +199,17 @@ impl Actor for TelegramPoller {
                 state.in_flight = Some(next);
             }
             PollerMsg::Handed { next, lost: 0 } => {
-                state.failures = 0;
                 if next != state.stats.offset {
-                    state
-                        .persister
-                        .save(&TelegramOffset { offset: next })
-                        .await?;
+                    let saved = state.persister.save(&TelegramOffset { offset: next }).await;
+                    if let Err(e) = saved {
+                        // The batch comes again, and is recognised. Failing instead would not
+                        // help: a restart cannot save either, and commands would go unanswered.
+                        let why = format!("the Telegram offset was not saved ({e})");
+                        return back_off(&myself, state, &why, false);
+                    }
                     state.stats.offset = next;
                 }
+                state.failures = 0;
                 myself.cast(PollerMsg::Poll)?;
             }
             PollerMsg::Handed { lost, .. } => {
@@ -363,7 +366,7 @@ fn on_poll_error(
     }
 }
 
-/// Polls again after a failure, waiting longer each time (0.5 s, doubling up to 30 s). With
+/// Polls again after a failure, waiting longer each time (0.5 s, doubling up to 10 s). With
 /// `give_up`, fails the actor (for its supervisor's backoff and breaker) after
 /// [`MAX_CONSECUTIVE_FAILURES`] in a row.
 fn back_off(
@@ -376,9 +379,10 @@ fn back_off(
     if give_up && state.failures >= MAX_CONSECUTIVE_FAILURES {
         return Err(format!("{} failures in a row; the last: {why}", state.failures).into());
     }
-    // 0.5 s, 1 s, 2 s, 4 s: rides out a Wi-Fi blip without hammering the API.
-    let delay = (Duration::from_millis(500) * 2u32.pow((state.failures - 1).min(6)))
-        .min(Duration::from_secs(30));
+    // 0.5 s, 1 s, 2 s, 4 s: rides out a Wi-Fi blip without hammering the API; capped so
+    // that commands still answer within seconds while a disk is full.
+    let delay = (Duration::from_millis(500) * 2u32.pow((state.failures - 1).min(5)))
+        .min(Duration::from_secs(10));
     tracing::warn!(?delay, "{why}; polling again later");
     myself.send_after(delay, || PollerMsg::Poll);
     Ok(())

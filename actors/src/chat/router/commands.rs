@@ -33,8 +33,9 @@ impl RouterState {
             return Ok(());
         }
         let answer = match command {
-            Command::Register => self.register(&msg).await?,
-            Command::Unregister => self.unregister(&msg).await?,
+            // A store that cannot write (a full disk) is the user's to fix, not a crash.
+            Command::Register => self.register(&msg).await.unwrap_or_else(not_saved),
+            Command::Unregister => self.unregister(&msg).await.unwrap_or_else(not_saved),
             Command::Status => self.status().await,
             Command::Version => format!("borg {}", self.args.settings.version),
             Command::Groups => self.groups().await,
@@ -68,7 +69,10 @@ impl RouterState {
         self.book
             .registered
             .insert(msg.chat.clone(), msg.chat_title.clone());
-        self.save().await?;
+        if let Err(e) = self.save().await {
+            self.book.registered.remove(&msg.chat);
+            return Err(e);
+        }
         self.start_group(&msg.chat, &msg.chat_title).await;
         let name = &self.args.group_deps.settings.assistant_name;
         Ok(format!(
@@ -90,13 +94,25 @@ impl RouterState {
         let _ = self.args.groups.terminate_child(&id).await;
         let _ = self.args.groups.delete_child(&id).await;
         self.groups.remove(&msg.chat);
+        let Some(title) = self.book.registered.remove(&msg.chat) else {
+            return Ok("This chat is not registered.".to_owned());
+        };
+        if let Err(e) = self.forget(msg).await {
+            // Still registered: the group comes back (its state, if already forgotten, fresh).
+            self.book.registered.insert(msg.chat.clone(), title.clone());
+            self.start_group(&msg.chat, &title).await;
+            return Err(e);
+        }
+        Ok("Unregistered. I will not answer here any more.".to_owned())
+    }
+
+    /// Forgets a retired group's state and its registration, durably.
+    async fn forget(&mut self, msg: &IncomingMessage) -> Result<(), ActorProcessingErr> {
         // Claiming fences out any late write of the old group; then its state is forgotten.
         let key = store_key(&msg.chat);
         let claim = self.args.store.claim(&key).await?;
         self.args.store.remove(&key, claim.incarnation).await?;
-        self.book.registered.remove(&msg.chat);
-        self.save().await?;
-        Ok("Unregistered. I will not answer here any more.".to_owned())
+        self.save().await
     }
 
     async fn status(&self) -> String {
@@ -240,6 +256,12 @@ impl RouterState {
 }
 
 /// Starts repository `repo`'s release train (the primary repository's by default).
+/// The answer when a command's change could not be saved.
+fn not_saved(e: ActorProcessingErr) -> String {
+    tracing::warn!("a chat command's change was not saved: {e}");
+    format!("That could not be saved ({e}); nothing changed. Is DATA_DIR full?")
+}
+
 async fn release(repo: Option<String>) -> String {
     match release_now(repo).await {
         Ok((repo, n)) => {

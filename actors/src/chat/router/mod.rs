@@ -201,8 +201,11 @@ impl RouterState {
     ) -> Result<(), ActorProcessingErr> {
         if self.args.settings.admin_chat.as_ref() == Some(&msg.chat)
             && self.book.admins.insert(msg.sender_id.clone())
+            && let Err(e) = self.save().await
         {
-            self.save().await?;
+            // Learnt again from their next message in the admin chat.
+            self.book.admins.remove(&msg.sender_id);
+            tracing::warn!(sender = %msg.sender_id, "a new admin was not saved: {e}");
         }
         if let Some(command) = Command::parse(&msg.text, None) {
             let key = (msg.chat.clone(), msg.message_id.clone());
