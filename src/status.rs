@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use crate::config::Config;
-use crate::store::Store;
 
 /// Prints the status, as a table or as JSON.
 pub async fn print(config: &Config, json: bool) -> ExitCode {
@@ -23,21 +22,15 @@ pub async fn print(config: &Config, json: bool) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    // Read-only: a status must not change the store (nor fail on a read-only DATA_DIR).
     let data_dir = config.data_dir.clone();
-    let opened = tokio::task::spawn_blocking(move || Store::open(&data_dir)).await;
-    let store = match opened {
-        Ok(Ok(store)) => store,
-        Ok(Err(e)) => {
-            eprintln!("borg: {e}");
-            return ExitCode::FAILURE;
-        }
+    let listing = match tokio::task::spawn_blocking(move || crate::store::peek(&data_dir)).await {
+        Ok(listing) => listing,
         Err(e) => {
             eprintln!("borg: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let listing = store.list().await;
-    store.close().await;
     match listing {
         Ok(records) => {
             if json {

@@ -201,7 +201,58 @@ async fn a_read_only_data_dir_is_refused_at_start_and_left_untouched() {
         before,
         "the store is untouched"
     );
+    // `borg status` reads it all the same, still without touching it.
+    assert_status_reads_untouched(dir.path(), &file, &before);
+
+    // The same after a crash: a store not shut down cleanly is repaired in a copy elsewhere.
     data.remount("rw");
+    let mut daemon = start(dir.path(), &claude, &telegram, &api, port);
+    telegram.push_update(message(2, ADMIN, "/ping"));
+    telegram
+        .wait_until("the second life answers", Duration::from_secs(30), |t| {
+            t.texts()
+                .iter()
+                .filter(|x| x.contains("Borg online."))
+                .count()
+                == 1
+        })
+        .await;
+    daemon.0.kill().unwrap();
+    daemon.0.wait().unwrap();
+    data.remount("ro");
+    let crashed = std::fs::read(&file).unwrap();
+    assert_status_reads_untouched(dir.path(), &file, &crashed);
+    data.remount("rw");
+}
+
+/// `borg status --json` with no daemon lists the registered chat's snapshot, and the store
+/// file is byte-for-byte `before` afterwards.
+fn assert_status_reads_untouched(dir: &Path, file: &Path, before: &[u8]) {
+    let out = borg(dir)
+        .env("DATA_DIR", dir.join("data"))
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "borg status on a read-only DATA_DIR: {said}"
+    );
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys: Vec<&str> = status["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["key"].as_str())
+        .collect();
+    assert!(
+        keys.contains(&format!("chat/group/tg:{GROUP}").as_str()),
+        "{keys:?}"
+    );
+    assert!(
+        std::fs::read(file).unwrap() == before,
+        "the store is untouched"
+    );
 }
 
 /// The whole chat path on a `DATA_DIR` that fills up: the messages of a group chat that arrive

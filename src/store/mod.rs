@@ -26,6 +26,7 @@
 
 pub mod format;
 mod open;
+mod peek;
 mod recover;
 mod stats;
 mod writer;
@@ -40,6 +41,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use format::{Record, RecordHeader, SNAPSHOTS_TABLE};
 pub use open::{FILE_NAME, OpenError, OpenErrorKind};
+pub use peek::peek;
 pub use stats::{LATENCY_WINDOW, StoreStatsSnapshot};
 pub use writer::MAX_BATCH;
 
@@ -83,6 +85,26 @@ pub struct KeyInfo {
     pub saved_at_ms: Option<u64>,
     /// Size of the stored snapshot in bytes (0 without one).
     pub size: u64,
+}
+
+/// Every key of `db` with its incarnation and snapshot age and size, in key order.
+fn list_keys(db: &impl ReadableDatabase) -> Result<Vec<KeyInfo>, StoreError> {
+    let tx = db.begin_read().map_err(backend)?;
+    let table = tx.open_table(SNAPSHOTS_TABLE).map_err(backend)?;
+    let mut keys = Vec::new();
+    for entry in table.iter().map_err(backend)? {
+        let (key, value) = entry.map_err(backend)?;
+        let key = key.value().to_owned();
+        let header = RecordHeader::parse(value.value())
+            .map_err(|e| StoreError::Backend(format!("snapshot {key}: {e}")))?;
+        keys.push(KeyInfo {
+            key,
+            incarnation: header.incarnation,
+            saved_at_ms: header.has_snapshot.then_some(header.saved_at_ms),
+            size: header.snapshot_len as u64,
+        });
+    }
+    Ok(keys)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -130,25 +152,7 @@ impl Store {
 
     /// Every key with its incarnation and snapshot age and size, in key order.
     pub async fn list(&self) -> Result<Vec<KeyInfo>, StoreError> {
-        self.read(|db| {
-            let tx = db.begin_read().map_err(backend)?;
-            let table = tx.open_table(SNAPSHOTS_TABLE).map_err(backend)?;
-            let mut keys = Vec::new();
-            for entry in table.iter().map_err(backend)? {
-                let (key, value) = entry.map_err(backend)?;
-                let key = key.value().to_owned();
-                let header = RecordHeader::parse(value.value())
-                    .map_err(|e| StoreError::Backend(format!("snapshot {key}: {e}")))?;
-                keys.push(KeyInfo {
-                    key,
-                    incarnation: header.incarnation,
-                    saved_at_ms: header.has_snapshot.then_some(header.saved_at_ms),
-                    size: header.snapshot_len as u64,
-                });
-            }
-            Ok(keys)
-        })
-        .await
+        self.read(list_keys).await
     }
 
     /// Stops taking requests, lets the writer commit what is queued, waits for it to exit and

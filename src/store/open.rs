@@ -164,7 +164,7 @@ pub(crate) fn open_database(data_dir: &Path) -> Result<(Database, PathBuf), Open
     Ok((db, path))
 }
 
-fn builder() -> redb::Builder {
+pub(super) fn builder() -> redb::Builder {
     let mut builder = Database::builder();
     builder.set_cache_size(CACHE_BYTES);
     builder
@@ -172,7 +172,7 @@ fn builder() -> redb::Builder {
 
 /// Runs a redb open, turning a panic (redb may panic on a damaged file) into an error. The
 /// inner result is redb's own answer, for callers that must tell its errors apart.
-fn guarded_raw<T>(
+pub(super) fn guarded_raw<T>(
     open: impl FnOnce() -> Result<T, DatabaseError>,
 ) -> Result<Result<T, DatabaseError>, OpenErrorKind> {
     panic::catch_unwind(AssertUnwindSafe(open)).map_err(|panic| {
@@ -184,11 +184,13 @@ fn guarded_raw<T>(
 }
 
 /// [`guarded_raw`] with redb's errors turned into an [`OpenErrorKind`] too.
-fn guarded<T>(open: impl FnOnce() -> Result<T, DatabaseError>) -> Result<T, OpenErrorKind> {
+pub(super) fn guarded<T>(
+    open: impl FnOnce() -> Result<T, DatabaseError>,
+) -> Result<T, OpenErrorKind> {
     guarded_raw(open)?.map_err(database_error)
 }
 
-fn database_error(e: DatabaseError) -> OpenErrorKind {
+pub(super) fn database_error(e: DatabaseError) -> OpenErrorKind {
     match e {
         DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => {
             OpenErrorKind::Locked
@@ -206,6 +208,17 @@ fn database_error(e: DatabaseError) -> OpenErrorKind {
 
 /// Checks, without writing a byte, that `path` is a borg store this build can open.
 fn verify(path: &Path) -> Result<(), OpenErrorKind> {
+    check_magic(path)?;
+    match guarded_raw(|| builder().open_read_only(path))? {
+        Ok(db) => check_meta(&db),
+        // Not shut down cleanly: redb must repair it before anyone can read it.
+        Err(DatabaseError::RepairAborted) => verify_copy(path),
+        Err(e) => Err(database_error(e)),
+    }
+}
+
+/// Refuses, before redb sees it, a file that is empty or does not start with redb's magic.
+pub(super) fn check_magic(path: &Path) -> Result<(), OpenErrorKind> {
     let mut head = Vec::with_capacity(REDB_MAGIC.len());
     File::open(path)
         .and_then(|f| f.take(REDB_MAGIC.len() as u64).read_to_end(&mut head))
@@ -216,12 +229,7 @@ fn verify(path: &Path) -> Result<(), OpenErrorKind> {
     if head != REDB_MAGIC {
         return Err(OpenErrorKind::NotRedb);
     }
-    match guarded_raw(|| builder().open_read_only(path))? {
-        Ok(db) => check_meta(&db),
-        // Not shut down cleanly: redb must repair it before anyone can read it.
-        Err(DatabaseError::RepairAborted) => verify_copy(path),
-        Err(e) => Err(database_error(e)),
-    }
+    Ok(())
 }
 
 /// Verifies a file that needs crash recovery by repairing a scratch copy of it.
@@ -234,7 +242,7 @@ fn verify_copy(path: &Path) -> Result<(), OpenErrorKind> {
 }
 
 /// Reads the `meta` table: ours, and of a format version this build understands?
-fn check_meta(db: &impl ReadableDatabase) -> Result<(), OpenErrorKind> {
+pub(super) fn check_meta(db: &impl ReadableDatabase) -> Result<(), OpenErrorKind> {
     let read_error = |e: &dyn fmt::Display| OpenErrorKind::Corrupt(e.to_string());
     let tx = db.begin_read().map_err(|e| read_error(&e))?;
     let meta = match tx.open_table(META_TABLE) {
@@ -315,7 +323,7 @@ fn remove_leftovers(dir: &Path) {
 }
 
 /// A scratch file, removed when this goes out of scope (also on early returns).
-struct Scratch(PathBuf);
+pub(super) struct Scratch(pub(super) PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
