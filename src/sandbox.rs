@@ -13,11 +13,12 @@ use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::Arc;
 
-use actors::agent::AgentRunner;
+use actors::agent::{AgentOutcome, AgentRequest, AgentRunner, ProgressSink};
 use actors::pipeline::gate::SandboxProbe;
 use actors::pipeline::ports::{TestOutcome, TestRequest, TestRunError, TestRunner};
 use bollard::Docker;
 use tokio::process::Command;
+use tokio::sync::watch;
 
 use crate::claude::env::RUN_MARKER_VAR;
 use crate::claude::process::{OutputTail, RunProcesses};
@@ -59,6 +60,77 @@ impl Runners {
             }
             _ => Ok(0),
         }
+    }
+}
+
+impl Runners {
+    /// Removes, in the background, the containers this daemon left when it was killed, and
+    /// makes every run wait until that is done (an orphaned agent must not go on editing a
+    /// worktree beside its successor). Nothing else waits: after a `kill -9` the chat and
+    /// the control socket answer at once, while the engine tears the old containers down.
+    pub fn clearing_orphans(self) -> Runners {
+        if self.docker.is_none() {
+            return self;
+        }
+        let (cleared, done) = watch::channel(false);
+        let cleaner = self.clone();
+        tokio::spawn(async move {
+            match cleaner.remove_orphans().await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!("removed {n} agent container(s) left by an earlier run"),
+                Err(e) => tracing::warn!("could not look for left-over containers: {e}"),
+            }
+            let _ = cleared.send(true);
+        });
+        Runners {
+            agent: Arc::new(AfterCleanup {
+                inner: self.agent,
+                done: done.clone(),
+            }),
+            test: Arc::new(AfterCleanup {
+                inner: self.test,
+                done,
+            }),
+            ..self
+        }
+    }
+}
+
+/// A runner whose runs start once the orphans are cleared ([`Runners::clearing_orphans`]).
+struct AfterCleanup<R: ?Sized> {
+    inner: Arc<R>,
+    done: watch::Receiver<bool>,
+}
+
+impl<R: ?Sized> AfterCleanup<R> {
+    async fn cleared(&self) {
+        // An error means the cleaner is gone (it panicked): nothing left to wait for.
+        let _ = self.done.clone().wait_for(|done| *done).await;
+    }
+}
+
+impl AgentRunner for AfterCleanup<dyn AgentRunner> {
+    fn run(
+        &self,
+        request: AgentRequest,
+        progress: ProgressSink,
+    ) -> Pin<Box<dyn Future<Output = AgentOutcome> + Send + '_>> {
+        Box::pin(async move {
+            self.cleared().await;
+            self.inner.run(request, progress).await
+        })
+    }
+}
+
+impl TestRunner for AfterCleanup<dyn TestRunner> {
+    fn run(
+        &self,
+        request: TestRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<TestOutcome, TestRunError>> + Send + '_>> {
+        Box::pin(async move {
+            self.cleared().await;
+            self.inner.run(request).await
+        })
     }
 }
 

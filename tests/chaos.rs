@@ -1,11 +1,13 @@
 //! The chaos harness (issue 7, first version): the real `borg` binary, two repositories, a fake
 //! Telegram with three registered chats sending messages, tasks flowing through every phase
 //! and released by continuous release trains, the real `claude` CLI driven by the scripted
-//! model (agents as processes) — and the daemon killed with SIGKILL at random moments, then
-//! restarted, many times. At the end it checks that every task is merged exactly once with
-//! its tests passing on `main`, that every chat trigger got exactly one answer, that nothing of
-//! borg's is left behind (branches, worktrees), and prints a summary with the time to recover
-//! after each kill.
+//! model, every agent and test command in a container of the real Docker engine — and the
+//! daemon killed with SIGKILL at random moments, then restarted, many times. At the end it
+//! checks that every task is merged exactly once with its tests passing on `main`, that every
+//! chat trigger got exactly one answer, that nothing of borg's is left behind (containers,
+//! branches, worktrees), and prints a summary with the time to recover after each kill.
+//! `CHAOS_SANDBOX=process` runs the agents as plain processes instead, for a machine without
+//! Docker (a loud skip of the containers, a failure in CI).
 //!
 //! Between two lives the store is opened by `borg status` on its own (the daemon is dead), so
 //! every kill also proves the store opens cleanly; at the end `borg status` of the running
@@ -18,16 +20,22 @@
 mod claude;
 #[path = "support/daemon.rs"]
 mod daemon_support;
+#[path = "support/docker.rs"]
+mod docker;
 #[path = "support/fake_telegram.rs"]
 mod fake_telegram;
 #[path = "support/git.rs"]
 mod git_support;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bollard::Docker;
+use bollard::query_parameters::ListContainersOptionsBuilder;
 use borg::demo::{DEMO_TASK_TITLE, SAMPLE_TEST_COMMAND, create_sample_repo, demo_script};
+use borg::docker::container::LABEL_INSTANCE;
 use borg::model::ScriptedModel;
 use daemon_support::free_port;
 use fake_telegram::{BOT_USERNAME, FakeTelegram};
@@ -67,11 +75,16 @@ struct World {
     model: ScriptedModel,
     telegram: FakeTelegram,
     port: u16,
+    /// The engine the agents run in; `None`: as processes.
+    docker: Option<Docker>,
 }
 
 impl World {
     fn borg(&self) -> Command {
-        daemon_support::borg(&self.dir)
+        let mut cmd = daemon_support::borg(&self.dir);
+        // Explicit, so the containers' instance label is known (a hash of this path).
+        cmd.env("DATA_DIR", self.data_dir());
+        cmd
     }
 
     fn start(&self) -> Child {
@@ -80,8 +93,16 @@ impl World {
             .append(true)
             .open(self.dir.join("daemon.log"))
             .unwrap();
-        self.borg()
-            .arg("run")
+        let mut cmd = self.borg();
+        if self.docker.is_some() {
+            // Host network: the scripted model listens on the host's loopback.
+            cmd.env("AGENT_SANDBOX", "docker")
+                .env("AGENT_NETWORK", "host");
+        } else {
+            cmd.env("AGENT_SANDBOX", "process")
+                .env("CLAUDE_BIN", &self.claude);
+        }
+        cmd.arg("run")
             .env("RUST_LOG", "info")
             .env("WEB_PORT", self.port.to_string())
             .env("TELEGRAM_BOT_TOKEN", TOKEN)
@@ -96,8 +117,6 @@ impl World {
             .env("CONTINUOUS_MODE", "true")
             .env("AUTO_SEED", "false")
             .env("SELF_UPDATE", "false")
-            .env("AGENT_SANDBOX", "process")
-            .env("CLAUDE_BIN", &self.claude)
             .env("ANTHROPIC_BASE_URL", self.model.base_url())
             .env("ANTHROPIC_API_KEY", "sk-chaos")
             .env("COLLECTION_WINDOW_MS", "100")
@@ -106,6 +125,30 @@ impl World {
             .stderr(log)
             .spawn()
             .expect("borg starts")
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// The containers of this daemon (label `borg.instance`), running or not.
+    async fn containers(&self) -> Vec<String> {
+        let Some(docker) = &self.docker else {
+            return Vec::new();
+        };
+        let instance = borg::claude::process::instance_id(&self.data_dir());
+        let filters = HashMap::from([("label", vec![format!("{LABEL_INSTANCE}={instance}")])]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        docker
+            .list_containers(Some(options))
+            .await
+            .expect("list containers")
+            .into_iter()
+            .filter_map(|c| c.names.and_then(|n| n.into_iter().next()).or(c.id))
+            .collect()
     }
 
     fn tasks(&self) -> Option<Vec<Value>> {
@@ -155,6 +198,15 @@ async fn sigkill_chaos_loses_and_duplicates_nothing() {
     let Some(claude) = claude::locate_claude() else {
         return;
     };
+    let docker = if std::env::var("CHAOS_SANDBOX").as_deref() == Ok("process") {
+        docker::skip("CHAOS_SANDBOX=process: agents run as processes, not in containers");
+        None
+    } else {
+        let Some(engine) = docker::engine_with_image().await else {
+            return;
+        };
+        Some(engine)
+    };
     let seed = env_or("CHAOS_SEED", 1);
     let kills = env_or("CHAOS_KILLS", 8);
     let tasks_per_repo = env_or("CHAOS_TASKS", 2);
@@ -171,6 +223,7 @@ async fn sigkill_chaos_loses_and_duplicates_nothing() {
         model: ScriptedModel::start(demo_script()).await.unwrap(),
         telegram: FakeTelegram::start(TOKEN).await,
         port: free_port(),
+        docker,
     };
     let tg = &world.telegram;
 
@@ -275,6 +328,13 @@ async fn sigkill_chaos_loses_and_duplicates_nothing() {
         of_kind("repo"),
         world.repos.len(),
         "a repo actor per repository"
+    );
+    // With nothing left to do, no container of this daemon's exists: the ones its killed
+    // predecessors left were removed when the next life started.
+    let containers = world.containers().await;
+    assert!(
+        containers.is_empty(),
+        "containers left behind: {containers:?}"
     );
     let _ = daemon.kill();
     let _ = daemon.wait();

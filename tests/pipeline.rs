@@ -31,6 +31,30 @@ fn greet(text: &str) -> Act {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_comes_twice_makes_one_task_even_across_a_restart() {
+    let mut rig = PipelineRig::start(&["app"], team(|_| greet("hello"))).await;
+    let first = rig
+        .create_requested(None, "Add a greeting", Some("tg:1/5"))
+        .await
+        .unwrap();
+    // A chat delivering the same `/task` again after borg was killed.
+    rig.restart().await;
+    let again = rig
+        .create_requested(None, "Add a greeting", Some("tg:1/5"))
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id, "the same request, the same task");
+    let other = rig
+        .create_requested(None, "Add a greeting", Some("tg:1/6"))
+        .await
+        .unwrap();
+    assert_ne!(other.id, first.id, "another message is another task");
+    rig.finished(first.id).await;
+    rig.finished(other.id).await;
+    assert_eq!(rig.list().await.len(), 2, "no task invented");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_goes_through_every_phase_with_red_then_green_tests() {
     let rig = PipelineRig::start(&["app"], team(|_| greet("hello"))).await;
     let task = rig.create(None, "Add a greeting").await.unwrap();

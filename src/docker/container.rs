@@ -410,34 +410,35 @@ async fn remove_labelled(docker: &Docker, labels: Vec<String>) -> Result<usize, 
         .list_containers(Some(options))
         .await
         .map_err(|err| DockerError::Other(engine_error("listing borg's containers", &err)))?;
-    let mut removed = 0;
-    for container in found {
-        let Some(id) = container.id else { continue };
+    // All at once: each removal waits for the engine to kill and tear down its container.
+    let removals = found.into_iter().filter_map(|container| {
+        let id = container.id?;
         let run = container
             .labels
             .as_ref()
             .and_then(|l| l.get(LABEL_RUN).cloned())
             .unwrap_or_default();
-        let options = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
-        match docker.remove_container(&id, Some(options)).await {
-            Ok(()) => {
-                tracing::warn!(container = %id, %run, "removed a container a previous borg left");
-                removed += 1;
-            }
-            // Gone in the meantime (its own run removed it): nothing to do.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {}
-            Err(err) => {
-                return Err(DockerError::Other(engine_error(
+        Some(async move {
+            let options = RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .v(true)
+                .build();
+            match docker.remove_container(&id, Some(options)).await {
+                Ok(()) => {
+                    tracing::warn!(container = %id, %run, "removed a container a previous borg left");
+                    Ok(1)
+                }
+                // Gone in the meantime (its own run removed it): nothing to do.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => Ok(0),
+                Err(err) => Err(DockerError::Other(engine_error(
                     &format!("removing the orphaned container {id}"),
                     &err,
-                )));
+                ))),
             }
-        }
-    }
-    Ok(removed)
+        })
+    });
+    let results = futures_util::future::join_all(removals).await;
+    results.into_iter().sum()
 }

@@ -141,15 +141,7 @@ pub async fn runners(config: &Config) -> (Runners, String) {
     let description = sandbox.describe();
     match sandbox.start(claude).await {
         Ok(runners) => {
-            if runners.docker.is_some() {
-                match runners.remove_orphans().await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::warn!("removed {n} agent container(s) left by an earlier run")
-                    }
-                    Err(e) => tracing::warn!("could not look for left-over containers: {e}"),
-                }
-            }
+            let runners = runners.clearing_orphans();
             if sandbox == Sandbox::Process {
                 tracing::warn!(
                     "AGENT_SANDBOX=process: agents and tests run on the host, unisolated"

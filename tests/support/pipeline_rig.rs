@@ -309,6 +309,16 @@ impl PipelineRig {
     }
 
     pub async fn create(&self, repo: Option<&str>, title: &str) -> Result<TaskSummary, String> {
+        self.create_requested(repo, title, None).await
+    }
+
+    /// [`create`](Self::create) with a request key, as a chat's `/task` has.
+    pub async fn create_requested(
+        &self,
+        repo: Option<&str>,
+        title: &str,
+        request: Option<&str>,
+    ) -> Result<TaskSummary, String> {
         ractor::call_t!(
             self.desk(),
             |reply| DeskMsg::Create {
@@ -316,12 +326,18 @@ impl PipelineRig {
                 title: title.into(),
                 description: String::new(),
                 origin: None,
+                request: request.map(str::to_owned),
                 requested_by: "test".into(),
                 reply,
             },
             5_000
         )
         .expect("desk answers")
+    }
+
+    /// Every task the desk knows.
+    pub async fn list(&self) -> Vec<TaskSummary> {
+        ractor::call_t!(self.desk(), DeskMsg::List, 5_000).expect("desk answers")
     }
 
     pub async fn task(&self, id: u64) -> TaskSnapshot {

@@ -1,13 +1,20 @@
 //! The pipeline desk (`borg:pipeline`): where tasks are created and listed. It hands out task
 //! ids (durably, key `pipeline/desk`), checks the repository exists, and passes the task to
 //! its repository actor; lists and lookups ask every repository.
+//!
+//! A request that can come twice (a chat's `/task`, which the platform delivers again when
+//! borg was killed before it noted the message as handled) carries a key; the desk saves the
+//! id it gave each recent key with the id itself, so the same request again gets the same
+//! task (created then if the first attempt never reached its repository), never a second.
 
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 use supervisors::ActorStats;
-use supervisors::snapshot::{Persister, Snapshot, SnapshotStore, decode};
+use supervisors::snapshot::{
+    Persister, Snapshot, SnapshotError, SnapshotStore, decode, decode_payload,
+};
 
 use crate::pipeline::repo::{RepoMsg, TaskSummary, repo_actor_name};
 use crate::pipeline::task::state::{NewTask, TaskSnapshot};
@@ -66,6 +73,7 @@ pub async fn create_task(
             title,
             description,
             origin: None,
+            request: None,
             requested_by,
             reply,
         },
@@ -75,13 +83,42 @@ pub async fn create_task(
     .map_err(CreateError::Refused)
 }
 
+/// How many request keys the desk remembers (far more than a platform ever redelivers).
+const REQUESTS_KEPT: usize = 1_000;
+
+/// The desk's durable state (format version 2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeskSnapshot {
     pub next_id: u64,
+    /// The newest requests' keys and the task ids they got, oldest first.
+    pub requests: Vec<(String, u64)>,
+}
+
+/// Format version 1, frozen: before requests had keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct DeskSnapshotV1 {
+    next_id: u64,
+}
+
+impl Snapshot for DeskSnapshotV1 {
+    const VERSION: u16 = 1;
 }
 
 impl Snapshot for DeskSnapshot {
-    const VERSION: u16 = 1;
+    const VERSION: u16 = 2;
+
+    fn upgrade(version: u16, payload: &[u8]) -> Result<Self, SnapshotError> {
+        match version {
+            1 => {
+                let old: DeskSnapshotV1 = decode_payload(payload)?;
+                Ok(DeskSnapshot {
+                    next_id: old.next_id,
+                    requests: Vec::new(),
+                })
+            }
+            v => Err(SnapshotError::UnknownVersion(v)),
+        }
+    }
 }
 
 pub enum DeskMsg {
@@ -91,6 +128,8 @@ pub enum DeskMsg {
         title: String,
         description: String,
         origin: Option<String>,
+        /// Identifies a request that may come twice (`tg:-100/57`: a chat message).
+        request: Option<String>,
         requested_by: String,
         reply: RpcReplyPort<Result<TaskSummary, String>>,
     },
@@ -133,7 +172,10 @@ impl Actor for Desk {
             repos: args.repos,
             store: args.store,
             persister,
-            snap: restored.unwrap_or(DeskSnapshot { next_id: 1 }),
+            snap: restored.unwrap_or(DeskSnapshot {
+                next_id: 1,
+                requests: Vec::new(),
+            }),
         })
     }
 
@@ -149,6 +191,7 @@ impl Actor for Desk {
                 title,
                 description,
                 origin,
+                request,
                 requested_by,
                 reply,
             } => {
@@ -159,7 +202,7 @@ impl Actor for Desk {
                     origin,
                     requested_by,
                 };
-                let _ = reply.send(state.create(new).await);
+                let _ = reply.send(state.create(new, request).await);
             }
             DeskMsg::List(reply) => {
                 let mut all = Vec::new();
@@ -227,7 +270,11 @@ impl DeskState {
             .collect()
     }
 
-    async fn create(&mut self, mut new: NewTask) -> Result<TaskSummary, String> {
+    async fn create(
+        &mut self,
+        mut new: NewTask,
+        request: Option<String>,
+    ) -> Result<TaskSummary, String> {
         if new.title.is_empty() {
             return Err("a task needs a title".into());
         }
@@ -253,13 +300,32 @@ impl DeskState {
         let repo: ActorRef<RepoMsg> = ractor::registry::where_is(repo_actor_name(&new.repo))
             .ok_or_else(|| format!("repository {} is not running right now", new.repo))?
             .into();
-        let id = self.snap.next_id;
-        self.snap.next_id += 1;
-        // The id is spent durably first: a crash cannot hand it out twice.
-        self.persister
-            .save(&self.snap)
-            .await
-            .map_err(|e| format!("could not record the task: {e}"))?;
+        let known = request
+            .as_ref()
+            .and_then(|key| self.snap.requests.iter().find(|(k, _)| k == key))
+            .map(|&(_, id)| id);
+        let id = match known {
+            // The same request again: the repository creates the task if it never got it,
+            // and otherwise answers the one it has.
+            Some(id) => id,
+            None => {
+                let mut next = self.snap.clone();
+                let id = next.next_id;
+                next.next_id += 1;
+                if let Some(key) = request {
+                    next.requests.push((key, id));
+                    let over = next.requests.len().saturating_sub(REQUESTS_KEPT);
+                    next.requests.drain(..over);
+                }
+                // The id is spent durably first: a crash cannot hand it out twice.
+                self.persister
+                    .save(&next)
+                    .await
+                    .map_err(|e| format!("could not record the task: {e}"))?;
+                self.snap = next;
+                id
+            }
+        };
         // Longer than the repository takes to record the task and start its actor, so a
         // slow start is not reported as a failure (and retried into a duplicate).
         ractor::call_t!(
@@ -290,6 +356,28 @@ mod tests {
             "the pipeline did not answer: timeout"
         );
         assert_eq!(CREATE_WAIT_MS, 70_000);
+    }
+
+    #[test]
+    fn desk_snapshot_golden_bytes_v1_and_v2() {
+        // Frozen: changing these means a new version and an upgrade path.
+        let v1 = supervisors::snapshot::encode(&DeskSnapshotV1 { next_id: 7 });
+        assert_eq!(v1[4..], [1, 0, 7]);
+        let up: DeskSnapshot = decode(&[b'B', b'S', b'N', b'P', 1, 0, 7]).unwrap();
+        assert_eq!(up.next_id, 7);
+        assert!(up.requests.is_empty());
+        let v2 = DeskSnapshot {
+            next_id: 8,
+            requests: vec![("tg:1/2".into(), 7)],
+        };
+        let bytes = supervisors::snapshot::encode(&v2);
+        assert_eq!(
+            bytes,
+            [
+                b'B', b'S', b'N', b'P', 2, 0, 8, 1, 6, b't', b'g', b':', b'1', b'/', b'2', 7
+            ]
+        );
+        assert_eq!(decode::<DeskSnapshot>(&bytes).unwrap(), v2);
     }
 
     #[tokio::test]

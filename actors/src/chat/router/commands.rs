@@ -183,6 +183,8 @@ impl RouterState {
                 title,
                 description,
                 origin: Some(msg.chat.0.clone()),
+                // A redelivered `/task` gets the task the first delivery made.
+                request: Some(format!("{}/{}", msg.chat, msg.message_id)),
                 requested_by: msg.sender_id.clone(),
                 reply,
             },

@@ -185,6 +185,7 @@ async fn create(repo: &str, mode: Mode, p: &Proposal) -> Result<TaskSummary, Str
             title: p.title.clone(),
             description,
             origin: None,
+            request: None,
             requested_by: format!("seed:{mode}"),
             reply,
         },
