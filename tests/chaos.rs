@@ -27,13 +27,11 @@ mod fake_telegram;
 #[path = "support/git.rs"]
 mod git_support;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use bollard::query_parameters::ListContainersOptionsBuilder;
 use borg::demo::{DEMO_TASK_TITLE, SAMPLE_TEST_COMMAND, create_sample_repo, demo_script};
 use borg::docker::container::LABEL_INSTANCE;
 use borg::model::ScriptedModel;
@@ -137,18 +135,7 @@ impl World {
             return Vec::new();
         };
         let instance = borg::claude::process::instance_id(&self.data_dir());
-        let filters = HashMap::from([("label", vec![format!("{LABEL_INSTANCE}={instance}")])]);
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        docker
-            .list_containers(Some(options))
-            .await
-            .expect("list containers")
-            .into_iter()
-            .filter_map(|c| c.names.and_then(|n| n.into_iter().next()).or(c.id))
-            .collect()
+        docker::containers_labelled(docker, &format!("{LABEL_INSTANCE}={instance}")).await
     }
 
     fn tasks(&self) -> Option<Vec<Value>> {

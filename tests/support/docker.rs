@@ -131,7 +131,12 @@ pub async fn base_image(docker: &Docker) -> bool {
 
 /// Ids of the containers (running or not) labelled `borg.task=<owner>`.
 pub async fn containers_of(docker: &Docker, owner: &str) -> Vec<String> {
-    let filters = HashMap::from([("label", vec![format!("borg.task={owner}")])]);
+    containers_labelled(docker, &format!("borg.task={owner}")).await
+}
+
+/// Ids of the containers (running or not) with `label` (`name=value`).
+pub async fn containers_labelled(docker: &Docker, label: &str) -> Vec<String> {
+    let filters = HashMap::from([("label", vec![label.to_owned()])]);
     let options = ListContainersOptionsBuilder::default()
         .all(true)
         .filters(&filters)

@@ -191,11 +191,6 @@ impl Taken {
 }
 
 impl Receipt {
-    /// A receipt for a message that could not even be handed over (no router running).
-    pub fn lost() -> Receipt {
-        Taken::pair().1
-    }
-
     /// Whether the message was kept; `false` once its holder failed or `deadline` passed.
     pub async fn kept_by(self, deadline: tokio::time::Instant) -> bool {
         matches!(tokio::time::timeout_at(deadline, self.0).await, Ok(Ok(())))
