@@ -1,11 +1,21 @@
-//! Fuzzing of every parser that reads what borg does not control, on the stable toolchain:
-//! random input and random mutations of valid input (proptest, bounded by `PROPTEST_CASES`,
-//! 1,000 cases per target by default) into the stream-json reader, the chat command parser,
-//! the config parser (every variable, `WATCHED_REPOS` above all), the snapshot decoders, the
-//! WhatsApp bridge's line protocol and the seeding answer format. Each must answer with a
-//! value or a clear error and never panic. A crash found here becomes a named regression test
-//! at the bottom of this file. cargo-fuzz needs the nightly toolchain, which these machines do
-//! not have; `PROPTEST_CASES=200000 cargo test --release --test fuzz` is the long run.
+//! Fuzzing of every parser that reads what borg does not control, on the stable toolchain.
+//!
+//! Two kinds. First, proptest: random input and random mutations of valid input (bounded by
+//! `PROPTEST_CASES`, 1,000 cases per target by default) into the stream-json reader, the chat
+//! command parser, the config parser (every variable, `WATCHED_REPOS` above all), the snapshot
+//! decoders, the WhatsApp bridge's line protocol and the seeding answer format;
+//! `PROPTEST_CASES=200000 cargo test --release --test fuzz` is the long run. Second,
+//! coverage-guided fuzzing with cargo-fuzz (libFuzzer) of the stream-json reader, the chat
+//! command parser, the config parser, `WATCHED_REPOS` and the snapshot decoders: the targets
+//! are in `tests/fuzz-targets/` and `coverage_guided_fuzz_targets_run_clean` runs each for
+//! `FUZZ_SECONDS` (20 by default). cargo-fuzz needs no nightly toolchain for this: with
+//! `--sanitizer none` it passes only stable rustc flags (sancov instrumentation), so the
+//! pinned stable toolchain builds the targets; what it gives up is AddressSanitizer, which
+//! finds little in code without `unsafe`. `cargo fuzz` itself comes from crates.io
+//! (`cargo install cargo-fuzz --version 0.13.2 --locked`, as `.ci/run` does); without it that
+//! test skips loudly (fails in CI). Each parser must answer with a value or a clear error and
+//! never panic. A crash found by either becomes a named regression test at the bottom of this
+//! file.
 
 use actors::chat::command::Command;
 use actors::chat::group::state::GroupSnapshot;
@@ -19,6 +29,9 @@ use borg::claude::StreamAccumulator;
 use borg::config::{Config, VARIABLES};
 use proptest::prelude::*;
 use supervisors::snapshot::{Snapshot, decode, encode};
+
+#[path = "support/claude.rs"]
+mod support;
 
 fn config() -> ProptestConfig {
     ProptestConfig {
@@ -204,5 +217,223 @@ fn valid_snapshots() -> Vec<Vec<u8>> {
     ]
 }
 
+/// The cargo-fuzz targets in `tests/fuzz-targets/`, built with the pinned stable toolchain
+/// (`--sanitizer none`) into `target/fuzz` (its own target directory, so the build lock of the
+/// `cargo test` running this is no obstacle) and each run for `FUZZ_SECONDS` (20 by default)
+/// from its committed seeds. libFuzzer writes what it finds into a scratch corpus that is
+/// thrown away, so a run never changes the repository; a crash leaves its input in
+/// `target/fuzz/artifacts/<target>/` and fails this test with that path, the target's name
+/// and libFuzzer's report.
+#[test]
+fn coverage_guided_fuzz_targets_run_clean() {
+    use std::fs::File;
+    use std::io::Write;
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::time::{Instant, SystemTime};
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fuzz_dir = root.join("tests/fuzz-targets");
+    let target_dir = root.join("target/fuzz");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let seconds: u64 = std::env::var("FUZZ_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20)
+        .max(1); // libFuzzer reads 0 as "no limit"
+
+    let installed = Command::new(&cargo)
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !installed {
+        support::skip(
+            "cargo fuzz is not installed, so the coverage-guided fuzz targets did not run; \
+             install it with `cargo install cargo-fuzz --version 0.13.2 --locked`",
+        );
+        return;
+    }
+    std::fs::create_dir_all(&target_dir).unwrap();
+    // In memory where there is /dev/shm: the config target writes every input to a file, 30
+    // times faster there than on a busy disk.
+    let shm = Path::new("/dev/shm");
+    let scratch = if shm.is_dir() {
+        tempfile::Builder::new().prefix("borg-fuzz").tempdir_in(shm)
+    } else {
+        tempfile::tempdir()
+    }
+    .unwrap();
+
+    // `cargo fuzz <sub>` on tests/fuzz-targets, in this test's environment less what would
+    // change the nested build: its own target directory; RUSTFLAGS as cargo-fuzz sets them
+    // (the encoded form would win over them); and none of the variables cargo sets for this
+    // test (ring's build script tracks CARGO_MANIFEST_DIR, so with it half the build would be
+    // redone whenever this test and a build by hand take turns).
+    let cargo_fuzz = |sub: &str| {
+        let mut cmd = Command::new(&cargo);
+        cmd.args(["fuzz", sub, "--fuzz-dir"])
+            .arg(&fuzz_dir)
+            .args(["--sanitizer", "none"])
+            .current_dir(root);
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_ENCODED_RUSTFLAGS",
+                ]
+                .contains(&&*name)
+            {
+                cmd.env_remove(&*name);
+            }
+        }
+        cmd.env("CARGO_TARGET_DIR", &target_dir)
+            // The config target writes each input to a .env file under TMPDIR.
+            .env("TMPDIR", scratch.path())
+            .stdin(Stdio::null());
+        cmd
+    };
+    let logged = |mut cmd: Command, log: &Path| {
+        let out = File::create(log).unwrap();
+        cmd.stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .status()
+            .expect("run cargo")
+    };
+    let tail = |log: &Path, lines: usize| {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    };
+
+    // cargo fuzz has no --locked: check the lock file first, so that a stale one fails here
+    // instead of being rewritten.
+    let log = scratch.path().join("fetch.log");
+    let mut fetch = Command::new(&cargo);
+    fetch
+        .args(["fetch", "--locked", "--manifest-path"])
+        .arg(fuzz_dir.join("Cargo.toml"))
+        .current_dir(root);
+    let fetch = logged(fetch, &log);
+    assert!(
+        fetch.success(),
+        "tests/fuzz-targets/Cargo.lock is out of date; make it again from the workspace's \
+         (`cp Cargo.lock tests/fuzz-targets/ && cargo fetch --manifest-path \
+         tests/fuzz-targets/Cargo.toml`) and commit it:\n{}",
+        tail(&log, 30)
+    );
+
+    let started = Instant::now();
+    let log = scratch.path().join("build.log");
+    let built = logged(cargo_fuzz("build"), &log);
+    assert!(
+        built.success(),
+        "cargo fuzz build failed:\n{}",
+        tail(&log, 60)
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "cargo fuzz build of tests/fuzz-targets: {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut targets: Vec<String> = std::fs::read_dir(fuzz_dir.join("fuzz_targets"))
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".rs").map(str::to_owned)
+        })
+        .collect();
+    targets.sort();
+    assert!(
+        targets.len() >= 5,
+        "the fuzz targets are missing: {targets:?}"
+    );
+
+    let mut failures = Vec::new();
+    for target in &targets {
+        let corpus = scratch.path().join("corpus").join(target);
+        std::fs::create_dir_all(&corpus).unwrap();
+        if target == "snapshot" {
+            // Valid snapshots as this build writes them, beside the committed ones.
+            for (i, bytes) in valid_snapshots().iter().enumerate() {
+                std::fs::write(corpus.join(format!("valid-{i}")), bytes).unwrap();
+            }
+        }
+        let artifacts = target_dir.join("artifacts").join(target);
+        std::fs::create_dir_all(&artifacts).unwrap();
+        let seeds = fuzz_dir.join("seeds").join(target);
+        let log = scratch.path().join(format!("{target}.log"));
+        let before = SystemTime::now();
+        let started = Instant::now();
+        let mut run = cargo_fuzz("run");
+        run.arg(target)
+            .arg(&corpus)
+            .arg(&seeds)
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            // A single input that takes this long is a hang, reported like a crash.
+            .arg("-timeout=10")
+            // After cargo fuzz's own prefix (in tests/fuzz-targets), so this one wins.
+            .arg(format!("-artifact_prefix={}/", artifacts.display()))
+            .arg("-print_final_stats=1");
+        let status = logged(run, &log);
+        // cargo fuzz makes an (empty, ignored) artifacts directory beside the targets.
+        let _ = std::fs::remove_dir(fuzz_dir.join("artifacts").join(target));
+        let _ = std::fs::remove_dir(fuzz_dir.join("artifacts"));
+        let report = std::fs::read_to_string(&log).unwrap_or_default();
+        let runs = report
+            .lines()
+            .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
+            .and_then(|n| n.trim().parse::<u64>().ok());
+        let found = std::fs::read_dir(&corpus).map_or(0, |d| d.count());
+        if status.success() {
+            let secs = started.elapsed().as_secs_f64();
+            let runs = runs.unwrap_or(0);
+            // Straight to stderr, past the test harness's capture: CI's log keeps the rates.
+            let _ = writeln!(
+                std::io::stderr(),
+                "fuzz target {target}: {runs} runs in {secs:.0} s ({:.0}/s), corpus of {found}",
+                runs as f64 / secs
+            );
+            continue;
+        }
+        let inputs: Vec<String> = std::fs::read_dir(&artifacts)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t >= before)
+            })
+            .map(|e| e.path().display().to_string())
+            .collect();
+        // libFuzzer's own report ends the log; the panic message is above the backtrace.
+        let lines: Vec<&str> = report.lines().collect();
+        let panic = lines
+            .iter()
+            .position(|l| l.contains("panicked at"))
+            .map_or(String::new(), |i| {
+                lines[i..(i + 2).min(lines.len())].join("\n")
+            });
+        failures.push(format!(
+            "fuzz target {target} failed ({status}); crash input: {}\n{panic}\nreproduce: \
+             CARGO_TARGET_DIR=target/fuzz cargo fuzz run --fuzz-dir tests/fuzz-targets -s none \
+             {target} <input>\n{}",
+            if inputs.is_empty() {
+                "none saved".to_owned()
+            } else {
+                inputs.join(", ")
+            },
+            tail(&log, 30)
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
 // Regression tests: crashes the fuzzing finds become named tests here. (None so far: 200,000
-// cases per target ran clean when these targets were written.)
+// proptest cases per target ran clean when these targets were written, and so did the
+// cargo-fuzz targets, 20 s each, when they were.)

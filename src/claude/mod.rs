@@ -18,13 +18,18 @@
 
 pub mod accumulator;
 pub mod env;
-pub mod process;
-pub mod runner;
 pub mod settings;
 pub mod stream;
 pub mod summary;
-pub mod watch;
 
 pub use accumulator::{Notes, StreamAccumulator, ToolNote};
-pub use runner::{ClaudeRunner, claude_args};
 pub use settings::ClaudeConfig;
+
+// Running processes needs `nix`: only the daemon does it (the fuzz targets parse).
+daemon! {
+    pub mod process;
+    pub mod runner;
+    pub mod watch;
+
+    pub use runner::{ClaudeRunner, claude_args};
+}
