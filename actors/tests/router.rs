@@ -495,3 +495,31 @@ async fn messages_for_a_group_that_is_down_wait_durably_in_the_inbox() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rig.agent.runs(), 1, "one run for both messages");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_with_messages_waiting_in_the_inbox_gets_new_ones_behind_them() {
+    let (_store, rig, router) = registered_on_refusing_store().await;
+    rig.groups.terminate_child("group:tg:5").await.unwrap();
+    let said = msg("tg:5", "tg:7", "said while the group was down");
+    assert!(kept(&router, said).await, "kept in the inbox");
+
+    // The group is back before the inbox's next flush, and a mention comes: it reaches the
+    // group after the line said before it, so the run sees both, in order.
+    rig.groups.restart_child("group:tg:5").await.unwrap();
+    assert!(kept(&router, msg("tg:5", "tg:7", "@Borg and now?")).await);
+    until("answered", || {
+        rig.chat.texts().iter().any(|t| t == "DONE 1")
+    })
+    .await;
+    let prompt = rig.agent.requests.lock().unwrap()[0].prompt.clone();
+    let (before, after) = (
+        prompt.find("said while the group was down"),
+        prompt.find("@Borg and now?"),
+    );
+    assert!(
+        matches!((before, after), (Some(b), Some(a)) if b < a),
+        "the run sees both lines, in the order they were said: {prompt}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rig.agent.runs(), 1, "one run for both messages");
+}

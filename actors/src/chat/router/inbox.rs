@@ -2,7 +2,8 @@
 //! breaker). A message is always in one durable place: the router saves it in its inbox
 //! before the transport is told it is kept, and it leaves the inbox only once its group has
 //! saved it. So a group that cannot take messages in for a while (its store cannot write,
-//! it keeps failing) neither loses them nor holds up the other chats' intake.
+//! it keeps failing) neither loses them nor holds up the other chats' intake. While a chat
+//! has messages waiting here, its new ones wait behind them, so its group gets them in order.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -54,8 +55,17 @@ impl RouterState {
         msg: IncomingMessage,
         taken: Taken,
     ) -> Result<(), ActorProcessingErr> {
-        let Some((msg, taken)) = self.hand_over(msg, taken).await else {
-            return Ok(());
+        // Behind messages of its chat that are already waiting, so that its group takes them
+        // in the order they were written (a mention must not reach the group before the
+        // lines said before it, or its run would not see them).
+        let waiting = self.inbox.messages.iter().any(|m| m.chat == msg.chat);
+        let (msg, taken) = if waiting {
+            (msg, taken)
+        } else {
+            let Some(back) = self.hand_over(msg, taken).await else {
+                return Ok(());
+            };
+            back
         };
         let chat = msg.chat.clone();
         self.inbox.messages.push(msg);
