@@ -33,6 +33,9 @@ use supervisors::snapshot::{Snapshot, decode, encode};
 #[path = "support/claude.rs"]
 mod support;
 
+#[path = "support/cargo_fuzz.rs"]
+mod cargo_fuzz;
+
 fn config() -> ProptestConfig {
     ProptestConfig {
         cases: std::env::var("PROPTEST_CASES")
@@ -217,219 +220,70 @@ fn valid_snapshots() -> Vec<Vec<u8>> {
     ]
 }
 
-/// The cargo-fuzz targets in `tests/fuzz-targets/`, built with the pinned stable toolchain
-/// (`--sanitizer none`) into `target/fuzz` (its own target directory, so the build lock of the
-/// `cargo test` running this is no obstacle) and each run for `FUZZ_SECONDS` (20 by default)
-/// from its committed seeds. libFuzzer writes what it finds into a scratch corpus that is
-/// thrown away, so a run never changes the repository; a crash leaves its input in
-/// `target/fuzz/artifacts/<target>/` and fails this test with that path, the target's name
-/// and libFuzzer's report.
+/// The cargo-fuzz targets in `tests/fuzz-targets/`, each run for `FUZZ_SECONDS` (20 by
+/// default) from its committed seeds (see `support/cargo_fuzz.rs`). A crash fails this test
+/// with its input's path, the target's name and libFuzzer's report.
 #[test]
 fn coverage_guided_fuzz_targets_run_clean() {
-    use std::fs::File;
     use std::io::Write;
-    use std::path::Path;
-    use std::process::{Command, Stdio};
-    use std::time::{Instant, SystemTime};
+    use std::time::Instant;
 
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let fuzz_dir = root.join("tests/fuzz-targets");
-    let target_dir = root.join("target/fuzz");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let seconds: u64 = std::env::var("FUZZ_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20)
         .max(1); // libFuzzer reads 0 as "no limit"
-
-    let installed = Command::new(&cargo)
-        .args(["fuzz", "--version"])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !installed {
+    let Some(fuzz) = cargo_fuzz::CargoFuzz::new() else {
         support::skip(
             "cargo fuzz is not installed, so the coverage-guided fuzz targets did not run; \
              install it with `cargo install cargo-fuzz --version 0.13.2 --locked`",
         );
         return;
+    };
+    if let Err(log) = fuzz.check_lock() {
+        panic!(
+            "tests/fuzz-targets/Cargo.lock is out of date; make it again from the workspace's \
+             (`cp Cargo.lock tests/fuzz-targets/ && cargo fetch --manifest-path \
+             tests/fuzz-targets/Cargo.toml`) and commit it:\n{log}"
+        );
     }
-    std::fs::create_dir_all(&target_dir).unwrap();
-    // In memory where there is /dev/shm: the config target writes every input to a file, 30
-    // times faster there than on a busy disk.
-    let shm = Path::new("/dev/shm");
-    let scratch = if shm.is_dir() {
-        tempfile::Builder::new().prefix("borg-fuzz").tempdir_in(shm)
-    } else {
-        tempfile::tempdir()
-    }
-    .unwrap();
-
-    // `cargo fuzz <sub>` on tests/fuzz-targets, in this test's environment less what would
-    // change the nested build: its own target directory; RUSTFLAGS as cargo-fuzz sets them
-    // (the encoded form would win over them); and none of the variables cargo sets for this
-    // test (ring's build script tracks CARGO_MANIFEST_DIR, so with it half the build would be
-    // redone whenever this test and a build by hand take turns).
-    let cargo_fuzz = |sub: &str| {
-        let mut cmd = Command::new(&cargo);
-        cmd.args(["fuzz", sub, "--fuzz-dir"])
-            .arg(&fuzz_dir)
-            .args(["--sanitizer", "none"])
-            .current_dir(root);
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name.starts_with("CARGO_PKG_")
-                || name.starts_with("CARGO_MANIFEST_")
-                || [
-                    "CARGO_CRATE_NAME",
-                    "CARGO_PRIMARY_PACKAGE",
-                    "CARGO_ENCODED_RUSTFLAGS",
-                ]
-                .contains(&&*name)
-            {
-                cmd.env_remove(&*name);
-            }
-        }
-        cmd.env("CARGO_TARGET_DIR", &target_dir)
-            // The config target writes each input to a .env file under TMPDIR.
-            .env("TMPDIR", scratch.path())
-            .stdin(Stdio::null());
-        cmd
-    };
-    let logged = |mut cmd: Command, log: &Path| {
-        let out = File::create(log).unwrap();
-        cmd.stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .status()
-            .expect("run cargo")
-    };
-    let tail = |log: &Path, lines: usize| {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    };
-
-    // cargo fuzz has no --locked: check the lock file first, so that a stale one fails here
-    // instead of being rewritten.
-    let log = scratch.path().join("fetch.log");
-    let mut fetch = Command::new(&cargo);
-    fetch
-        .args(["fetch", "--locked", "--manifest-path"])
-        .arg(fuzz_dir.join("Cargo.toml"))
-        .current_dir(root);
-    let fetch = logged(fetch, &log);
-    assert!(
-        fetch.success(),
-        "tests/fuzz-targets/Cargo.lock is out of date; make it again from the workspace's \
-         (`cp Cargo.lock tests/fuzz-targets/ && cargo fetch --manifest-path \
-         tests/fuzz-targets/Cargo.toml`) and commit it:\n{}",
-        tail(&log, 30)
-    );
-
     let started = Instant::now();
-    let log = scratch.path().join("build.log");
-    let built = logged(cargo_fuzz("build"), &log);
-    assert!(
-        built.success(),
-        "cargo fuzz build failed:\n{}",
-        tail(&log, 60)
-    );
+    if let Err(log) = fuzz.build() {
+        panic!("cargo fuzz build failed:\n{log}");
+    }
     let _ = writeln!(
         std::io::stderr(),
         "cargo fuzz build of tests/fuzz-targets: {:.0} s",
         started.elapsed().as_secs_f64()
     );
 
-    let mut targets: Vec<String> = std::fs::read_dir(fuzz_dir.join("fuzz_targets"))
-        .unwrap()
-        .filter_map(|entry| {
-            let name = entry.unwrap().file_name().into_string().unwrap();
-            name.strip_suffix(".rs").map(str::to_owned)
-        })
-        .collect();
-    targets.sort();
+    let targets = fuzz.targets();
     assert!(
         targets.len() >= 5,
         "the fuzz targets are missing: {targets:?}"
     );
-
     let mut failures = Vec::new();
     for target in &targets {
-        let corpus = scratch.path().join("corpus").join(target);
-        std::fs::create_dir_all(&corpus).unwrap();
-        if target == "snapshot" {
-            // Valid snapshots as this build writes them, beside the committed ones.
-            for (i, bytes) in valid_snapshots().iter().enumerate() {
-                std::fs::write(corpus.join(format!("valid-{i}")), bytes).unwrap();
-            }
-        }
-        let artifacts = target_dir.join("artifacts").join(target);
-        std::fs::create_dir_all(&artifacts).unwrap();
-        let seeds = fuzz_dir.join("seeds").join(target);
-        let log = scratch.path().join(format!("{target}.log"));
-        let before = SystemTime::now();
-        let started = Instant::now();
-        let mut run = cargo_fuzz("run");
-        run.arg(target)
-            .arg(&corpus)
-            .arg(&seeds)
-            .arg("--")
-            .arg(format!("-max_total_time={seconds}"))
-            // A single input that takes this long is a hang, reported like a crash.
-            .arg("-timeout=10")
-            // After cargo fuzz's own prefix (in tests/fuzz-targets), so this one wins.
-            .arg(format!("-artifact_prefix={}/", artifacts.display()))
-            .arg("-print_final_stats=1");
-        let status = logged(run, &log);
-        // cargo fuzz makes an (empty, ignored) artifacts directory beside the targets.
-        let _ = std::fs::remove_dir(fuzz_dir.join("artifacts").join(target));
-        let _ = std::fs::remove_dir(fuzz_dir.join("artifacts"));
-        let report = std::fs::read_to_string(&log).unwrap_or_default();
-        let runs = report
-            .lines()
-            .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
-            .and_then(|n| n.trim().parse::<u64>().ok());
-        let found = std::fs::read_dir(&corpus).map_or(0, |d| d.count());
-        if status.success() {
-            let secs = started.elapsed().as_secs_f64();
-            let runs = runs.unwrap_or(0);
+        // Valid snapshots as this build writes them, beside the committed ones.
+        let extra = if target == "snapshot" {
+            valid_snapshots()
+        } else {
+            Vec::new()
+        };
+        match fuzz.run(target, seconds, &extra) {
             // Straight to stderr, past the test harness's capture: CI's log keeps the rates.
-            let _ = writeln!(
-                std::io::stderr(),
-                "fuzz target {target}: {runs} runs in {secs:.0} s ({:.0}/s), corpus of {found}",
-                runs as f64 / secs
-            );
-            continue;
+            Ok(ran) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "fuzz target {target}: {} runs in {:.0} s ({:.0}/s), corpus of {}",
+                    ran.runs,
+                    ran.secs,
+                    ran.runs as f64 / ran.secs,
+                    ran.corpus
+                );
+            }
+            Err(failure) => failures.push(failure),
         }
-        let inputs: Vec<String> = std::fs::read_dir(&artifacts)
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .filter(|e| {
-                e.metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t >= before)
-            })
-            .map(|e| e.path().display().to_string())
-            .collect();
-        // libFuzzer's own report ends the log; the panic message is above the backtrace.
-        let lines: Vec<&str> = report.lines().collect();
-        let panic = lines
-            .iter()
-            .position(|l| l.contains("panicked at"))
-            .map_or(String::new(), |i| {
-                lines[i..(i + 2).min(lines.len())].join("\n")
-            });
-        failures.push(format!(
-            "fuzz target {target} failed ({status}); crash input: {}\n{panic}\nreproduce: \
-             CARGO_TARGET_DIR=target/fuzz cargo fuzz run --fuzz-dir tests/fuzz-targets -s none \
-             {target} <input>\n{}",
-            if inputs.is_empty() {
-                "none saved".to_owned()
-            } else {
-                inputs.join(", ")
-            },
-            tail(&log, 30)
-        ));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -18,7 +18,7 @@
 
 use std::time::{Duration, Instant};
 
-use actors::chat::InboundSink;
+use actors::chat::{InboundSink, deliver_once};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serenity::gateway::ConnectionStage;
 use serenity::http::{Http, HttpError};
@@ -150,9 +150,7 @@ impl GatewayState {
             GatewayMsg::Created(message) => match to_incoming(&message, self.me) {
                 Some(incoming) => {
                     self.stats.delivered += 1;
-                    let (chat, id) = (incoming.chat.clone(), incoming.message_id.clone());
-                    // The platform cannot deliver it again: a loss can only be logged.
-                    (self.sink)(incoming).log_if_lost(chat, id);
+                    deliver_once(&self.sink, incoming);
                 }
                 None => self.stats.ignored += 1,
             },

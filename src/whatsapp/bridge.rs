@@ -20,7 +20,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actors::chat::{InboundSink, TransportError};
+use actors::chat::{InboundSink, TransportError, deliver_once};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use supervisors::{ChildSpec, StartCtx};
 use tokio::sync::mpsc;
@@ -259,9 +259,7 @@ impl BridgeState {
             BridgeEvent::Message(message) => match to_incoming(&message, &self.me) {
                 Some(incoming) => {
                     self.stats.delivered += 1;
-                    let (chat, id) = (incoming.chat.clone(), incoming.message_id.clone());
-                    // The platform cannot deliver it again: a loss can only be logged.
-                    (self.sink)(incoming).log_if_lost(chat, id);
+                    deliver_once(&self.sink, incoming);
                 }
                 None => self.stats.ignored += 1,
             },

@@ -10,5 +10,5 @@ pub mod trigger;
 
 pub use port::{
     ChatId, ChatTransport, Format, InboundSink, IncomingMessage, Platform, Receipt, Taken,
-    TransportError, TransportFuture,
+    TransportError, TransportFuture, deliver_once,
 };

@@ -195,14 +195,16 @@ impl Receipt {
     pub async fn kept_by(self, deadline: tokio::time::Instant) -> bool {
         matches!(tokio::time::timeout_at(deadline, self.0).await, Ok(Ok(())))
     }
+}
 
-    /// For transports that cannot have a message sent again (Discord's gateway, the WhatsApp
-    /// bridge): logs when it was lost, so the loss is at least visible.
-    pub fn log_if_lost(self, chat: ChatId, message_id: String) {
-        tokio::spawn(async move {
-            if self.0.await.is_err() {
-                tracing::warn!(%chat, %message_id, "a message was lost before it could be saved");
-            }
-        });
-    }
+/// Hands `msg` to `sink` for a transport that cannot have a message sent again (Discord's
+/// gateway, the WhatsApp bridge): a loss there can only be logged, so it is, to be visible.
+pub fn deliver_once(sink: &InboundSink, msg: IncomingMessage) {
+    let (chat, message_id) = (msg.chat.clone(), msg.message_id.clone());
+    let receipt = sink(msg);
+    tokio::spawn(async move {
+        if receipt.0.await.is_err() {
+            tracing::warn!(%chat, %message_id, "a message was lost before it could be saved");
+        }
+    });
 }

@@ -3,9 +3,9 @@
 //! its repository actor; lists and lookups ask every repository.
 //!
 //! A request that can come twice (a chat's `/task`, which the platform delivers again when
-//! borg was killed before it noted the message as handled) carries a key; the desk saves the
-//! id it gave each recent key with the id itself, so the same request again gets the same
-//! task (created then if the first attempt never reached its repository), never a second.
+//! borg was killed before it noted the message as handled) carries a key; the desk saves
+//! each recent key with the id it gave it, so the same request again gets the same task
+//! (created then if the first attempt never reached its repository), never a second.
 
 use std::sync::Arc;
 

@@ -257,13 +257,13 @@ impl RouterState {
     }
 }
 
-/// Starts repository `repo`'s release train (the primary repository's by default).
 /// The answer when a command's change could not be saved.
 fn not_saved(e: ActorProcessingErr) -> String {
     tracing::warn!("a chat command's change was not saved: {e}");
     format!("That could not be saved ({e}); nothing changed. Is DATA_DIR full?")
 }
 
+/// Starts repository `repo`'s release train (the primary repository's by default).
 async fn release(repo: Option<String>) -> String {
     match release_now(repo).await {
         Ok((repo, n)) => {

@@ -43,7 +43,7 @@ impl Snapshot for RouterInbox {
 /// A message's identity across deliveries: its chat and the platform's message id.
 pub(super) type MessageKey = (ChatId, String);
 
-fn key(msg: &IncomingMessage) -> MessageKey {
+pub(super) fn key(msg: &IncomingMessage) -> MessageKey {
     (msg.chat.clone(), msg.message_id.clone())
 }
 

@@ -208,7 +208,7 @@ impl RouterState {
             tracing::warn!(sender = %msg.sender_id, "a new admin was not saved: {e}");
         }
         if let Some(command) = Command::parse(&msg.text, None) {
-            let key = (msg.chat.clone(), msg.message_id.clone());
+            let key = inbox::key(&msg);
             if !self.answered.contains(&key) {
                 self.command(msg, command).await?;
                 if self.answered.len() >= ANSWERED_MEMORY {
