@@ -15,6 +15,11 @@ use fakes::*;
 use ractor::{Actor, ActorRef};
 use supervisors::snapshot::{MemoryStore, SnapshotStore};
 
+/// A message of chat `tg:1` as its transport hands it over (nobody watches the promise here).
+fn incoming(id: u32, text: &str) -> GroupMsg {
+    GroupMsg::Incoming(message(id, text), Taken::unwatched())
+}
+
 const WINDOW: Duration = Duration::from_millis(150);
 const COOLDOWN: Duration = Duration::from_millis(150);
 
@@ -82,29 +87,14 @@ fn prompt_of(agent: &FakeAgent, run: usize) -> String {
 async fn a_burst_within_the_window_becomes_one_run_answering_the_trigger() {
     let rig = rig(false, 5, 4).await;
     let group = rig.group("tg:1").await;
-    group
-        .cast(GroupMsg::Incoming(
-            message(1, "context first"),
-            Taken::unwatched(),
-        ))
-        .unwrap();
+    group.cast(incoming(1, "context first")).unwrap();
     assert_eq!(
         phase(&group).await,
         Phase::Idle,
         "chatter alone does not trigger"
     );
-    group
-        .cast(GroupMsg::Incoming(
-            message(2, "@borg what do you think?"),
-            Taken::unwatched(),
-        ))
-        .unwrap();
-    group
-        .cast(GroupMsg::Incoming(
-            message(3, "and one more thing"),
-            Taken::unwatched(),
-        ))
-        .unwrap();
+    group.cast(incoming(2, "@borg what do you think?")).unwrap();
+    group.cast(incoming(3, "and one more thing")).unwrap();
     until("one answer", || rig.chat.answers().len() == 1).await;
     assert_eq!(rig.agent.runs(), 1);
     let prompt = prompt_of(&rig.agent, 0);
@@ -119,22 +109,14 @@ async fn a_burst_within_the_window_becomes_one_run_answering_the_trigger() {
 async fn messages_during_a_run_go_into_the_next_run_which_resumes_the_session() {
     let rig = rig(true, 5, 4).await;
     let group = rig.group("tg:1").await;
-    group
-        .cast(GroupMsg::Incoming(
-            message(1, "@Borg first"),
-            Taken::unwatched(),
-        ))
-        .unwrap();
+    group.cast(incoming(1, "@Borg first")).unwrap();
     until("run started", || rig.agent.runs() == 1).await;
     until("one status message while it works", || {
         rig.chat.texts() == vec!["⏳ Working… step 1: Read notes.md".to_string()]
     })
     .await;
     group
-        .cast(GroupMsg::Incoming(
-            message(2, "@Borg second, while you work"),
-            Taken::unwatched(),
-        ))
+        .cast(incoming(2, "@Borg second, while you work"))
         .unwrap();
     assert_eq!(phase(&group).await, Phase::Running);
     rig.agent.release();
@@ -165,20 +147,10 @@ async fn messages_during_a_run_go_into_the_next_run_which_resumes_the_session() 
 async fn the_rate_limit_delays_triggers_without_dropping_them() {
     let rig = rig(false, 1, 4).await;
     let group = rig.group("tg:1").await;
-    group
-        .cast(GroupMsg::Incoming(
-            message(1, "@Borg one"),
-            Taken::unwatched(),
-        ))
-        .unwrap();
+    group.cast(incoming(1, "@Borg one")).unwrap();
     until("first answer", || rig.chat.answers().len() == 1).await;
     tokio::time::sleep(COOLDOWN * 2).await;
-    group
-        .cast(GroupMsg::Incoming(
-            message(2, "@Borg two"),
-            Taken::unwatched(),
-        ))
-        .unwrap();
+    group.cast(incoming(2, "@Borg two")).unwrap();
     tokio::time::sleep(WINDOW * 3).await;
     assert_eq!(
         rig.agent.runs(),
@@ -197,17 +169,9 @@ async fn the_global_agent_limit_holds_across_groups() {
     let rig = rig(true, 5, 1).await;
     let a = rig.group("tg:1").await;
     let b = rig.group("tg:2").await;
-    a.cast(GroupMsg::Incoming(
-        message(1, "@Borg a"),
-        Taken::unwatched(),
-    ))
-    .unwrap();
+    a.cast(incoming(1, "@Borg a")).unwrap();
     until("a runs", || rig.agent.runs() == 1).await;
-    b.cast(GroupMsg::Incoming(
-        message(2, "@Borg b"),
-        Taken::unwatched(),
-    ))
-    .unwrap();
+    b.cast(incoming(2, "@Borg b")).unwrap();
     tokio::time::sleep(WINDOW * 3).await;
     assert_eq!(phase(&b).await, Phase::Waiting);
     assert_eq!(rig.agent.runs(), 1, "one slot, one agent");
@@ -228,12 +192,7 @@ async fn a_failed_run_answers_with_a_short_honest_error() {
         message: "Overloaded".into(),
     });
     let group = rig.group("tg:1").await;
-    group
-        .cast(GroupMsg::Incoming(
-            message(1, "@Borg hi"),
-            Taken::unwatched(),
-        ))
-        .unwrap();
+    group.cast(incoming(1, "@Borg hi")).unwrap();
     until("an answer", || rig.chat.answers().len() == 1).await;
     let (text, _) = &rig.chat.answers()[0];
     assert_eq!(
@@ -247,12 +206,7 @@ async fn a_crash_between_recording_and_sending_the_reply_delivers_it_once() {
     let rig = rig(false, 5, 4).await;
     rig.chat.hang.store(true, Ordering::SeqCst);
     let group = rig.group("tg:1").await;
-    group
-        .cast(GroupMsg::Incoming(
-            message(1, "@Borg hi"),
-            Taken::unwatched(),
-        ))
-        .unwrap();
+    group.cast(incoming(1, "@Borg hi")).unwrap();
     until("run done", || rig.agent.runs() == 1).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     group.kill_and_wait(None).await.unwrap();
@@ -273,12 +227,7 @@ async fn a_crash_between_recording_and_sending_the_reply_delivers_it_once() {
 async fn a_crash_during_a_run_runs_the_trigger_again_exactly_once() {
     let rig = rig(true, 5, 4).await;
     let group = rig.group("tg:1").await;
-    group
-        .cast(GroupMsg::Incoming(
-            message(1, "@Borg hi"),
-            Taken::unwatched(),
-        ))
-        .unwrap();
+    group.cast(incoming(1, "@Borg hi")).unwrap();
     until("run started", || rig.agent.runs() == 1).await;
     group.kill_and_wait(None).await.unwrap();
     let _again = rig.group("tg:1").await;
@@ -297,19 +246,9 @@ async fn a_crash_during_a_run_runs_the_trigger_again_exactly_once() {
 async fn a_flood_of_a_thousand_messages_makes_one_bounded_run() {
     let rig = rig(false, 1, 4).await;
     let group = rig.group("tg:1").await;
-    group
-        .cast(GroupMsg::Incoming(
-            message(0, "@Borg summarise this"),
-            Taken::unwatched(),
-        ))
-        .unwrap();
+    group.cast(incoming(0, "@Borg summarise this")).unwrap();
     for i in 1..1000 {
-        group
-            .cast(GroupMsg::Incoming(
-                message(i, &"x".repeat(100)),
-                Taken::unwatched(),
-            ))
-            .unwrap();
+        group.cast(incoming(i, &"x".repeat(100))).unwrap();
     }
     until("answered", || rig.chat.answers().len() == 1).await;
     tokio::time::sleep(WINDOW * 2).await;
@@ -334,12 +273,7 @@ async fn retiring_is_refused_while_a_run_is_in_flight() {
         ractor::call!(group, GroupMsg::PrepareRetire).unwrap(),
         Ok(())
     );
-    group
-        .cast(GroupMsg::Incoming(
-            message(1, "@Borg hi"),
-            Taken::unwatched(),
-        ))
-        .unwrap();
+    group.cast(incoming(1, "@Borg hi")).unwrap();
     until("run started", || rig.agent.runs() == 1).await;
     let refused = ractor::call!(group, GroupMsg::PrepareRetire).unwrap();
     assert!(refused.unwrap_err().contains("in progress"));
@@ -361,12 +295,7 @@ async fn a_long_answer_whose_second_part_fails_is_resumed_not_resent() {
     // Answer sends: 1 = the first part, 2 = the second part, which fails once.
     rig.chat.fail_attempts.lock().unwrap().push(2);
     let group = rig.group("tg:1").await;
-    group
-        .cast(GroupMsg::Incoming(
-            message(1, "@Borg tell me everything"),
-            Taken::unwatched(),
-        ))
-        .unwrap();
+    group.cast(incoming(1, "@Borg tell me everything")).unwrap();
     // The failed part is retried after 5 s.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while rig.chat.answers().concat_len() < long.len() {
